@@ -1,0 +1,237 @@
+//! The backend-independent state machine: the in-memory key space every
+//! backend reads from, and the evaluation of transactions against it. Keeping
+//! this in one place is what makes [`crate::MemoryStore`] and
+//! [`crate::SqliteStore`] agree on every revision, version and event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::{Compare, Event, EventKind, KeyValue, Op, Revision, Txn, TxnResponse};
+
+/// The events of one revision, in the order the transaction produced them.
+pub(crate) type RevisionEvents = (Revision, Vec<Event>);
+
+/// The committed key space and the revision it is at.
+#[derive(Debug, Default)]
+pub(crate) struct Replica {
+    keys: BTreeMap<String, KeyValue>,
+    revision: Revision,
+}
+
+impl Replica {
+    pub(crate) fn new(keys: BTreeMap<String, KeyValue>, revision: Revision) -> Self {
+        Self { keys, revision }
+    }
+
+    pub(crate) fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<KeyValue> {
+        self.keys.get(key).cloned()
+    }
+
+    pub(crate) fn range(&self, prefix: &str) -> Vec<KeyValue> {
+        self.keys
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(_, kv)| kv.clone())
+            .collect()
+    }
+
+    /// Applies revisions produced by a [`Batch`] evaluated against this very
+    /// replica; replaying events (rather than merging the batch's overlay)
+    /// keeps one code path for the replica, the durable log and watchers.
+    pub(crate) fn apply(&mut self, revisions: &[RevisionEvents]) {
+        for (revision, events) in revisions {
+            debug_assert_eq!(*revision, self.revision + 1, "revisions must be contiguous");
+            for event in events {
+                match event.kind {
+                    EventKind::Put => {
+                        self.keys.insert(event.kv.key.clone(), event.kv.clone());
+                    }
+                    EventKind::Delete => {
+                        self.keys.remove(&event.kv.key);
+                    }
+                }
+            }
+            self.revision = *revision;
+        }
+    }
+}
+
+/// A group of transactions evaluated one after another on top of a replica
+/// without touching it, so that a batch whose commit fails leaves no trace.
+pub(crate) struct Batch<'a> {
+    base: &'a Replica,
+    /// Keys written by earlier transactions of the batch; `None` is a deletion.
+    overlay: HashMap<String, Option<KeyValue>>,
+    revision: Revision,
+    revisions: Vec<RevisionEvents>,
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new(base: &'a Replica) -> Self {
+        Self {
+            base,
+            overlay: HashMap::new(),
+            revision: base.revision,
+            revisions: Vec::new(),
+        }
+    }
+
+    fn lookup(&self, key: &str) -> Option<&KeyValue> {
+        match self.overlay.get(key) {
+            Some(entry) => entry.as_ref(),
+            None => self.base.keys.get(key),
+        }
+    }
+
+    fn holds(&self, compare: &Compare) -> bool {
+        match compare {
+            Compare::ModRevision { key, revision } => {
+                self.lookup(key).map_or(0, |kv| kv.mod_revision) == *revision
+            }
+            Compare::Exists { key } => self.lookup(key).is_some(),
+            Compare::Absent { key } => self.lookup(key).is_none(),
+        }
+    }
+
+    /// Evaluates `txn` against the replica plus every earlier transaction of
+    /// the batch. Ops apply in order, so a later op of the same transaction
+    /// sees an earlier one (a put then a delete of one key leaves it absent).
+    pub(crate) fn execute(&mut self, txn: &Txn) -> TxnResponse {
+        let succeeded = txn.compares.iter().all(|compare| self.holds(compare));
+        let ops = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        let next = self.revision + 1;
+        let mut events = Vec::new();
+        for op in ops {
+            match op {
+                Op::Put { key, value } => {
+                    let (create_revision, version) = match self.lookup(key) {
+                        Some(existing) => (existing.create_revision, existing.version + 1),
+                        None => (next, 1),
+                    };
+                    let kv = KeyValue {
+                        key: key.clone(),
+                        value: Arc::from(value.as_slice()),
+                        create_revision,
+                        mod_revision: next,
+                        version,
+                    };
+                    self.overlay.insert(key.clone(), Some(kv.clone()));
+                    events.push(Event {
+                        kind: EventKind::Put,
+                        kv,
+                    });
+                }
+                Op::Delete { key } => {
+                    if self.lookup(key).is_none() {
+                        continue;
+                    }
+                    self.overlay.insert(key.clone(), None);
+                    events.push(Event {
+                        kind: EventKind::Delete,
+                        kv: deleted(key.clone(), next),
+                    });
+                }
+            }
+        }
+        if !events.is_empty() {
+            self.revision = next;
+            self.revisions.push((next, events));
+        }
+        TxnResponse {
+            succeeded,
+            revision: self.revision,
+        }
+    }
+
+    /// The revisions the batch produced, oldest first; empty if it wrote nothing.
+    pub(crate) fn into_revisions(self) -> Vec<RevisionEvents> {
+        self.revisions
+    }
+}
+
+/// The key-value of a deletion event, in etcd's shape: only the key and the
+/// revision of the deletion are meaningful.
+pub(crate) fn deleted(key: String, revision: Revision) -> KeyValue {
+    KeyValue {
+        key,
+        value: Arc::from(Vec::new()),
+        create_revision: 0,
+        mod_revision: revision,
+        version: 0,
+    }
+}
+
+/// The events of `events` whose key starts with `prefix`.
+pub(crate) fn matching(events: &[Event], prefix: &str) -> Vec<Event> {
+    events
+        .iter()
+        .filter(|event| event.kv.key.starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_transactions_of_a_batch_see_earlier_ones() {
+        let replica = Replica::default();
+        let mut batch = Batch::new(&replica);
+        let first = batch.execute(
+            &Txn::new()
+                .when(Compare::Absent { key: "a".into() })
+                .put("a", "1"),
+        );
+        let second = batch.execute(
+            &Txn::new()
+                .when(Compare::Absent { key: "a".into() })
+                .put("a", "2"),
+        );
+        let third = batch.execute(
+            &Txn::new()
+                .when(Compare::ModRevision {
+                    key: "a".into(),
+                    revision: 1,
+                })
+                .put("a", "3"),
+        );
+        assert!(first.succeeded && !second.succeeded && third.succeeded);
+        assert_eq!((first.revision, second.revision, third.revision), (1, 1, 2));
+        // The replica is untouched until the batch is applied.
+        assert_eq!(replica.revision(), 0);
+        let revisions = batch.into_revisions();
+        let mut replica = replica;
+        replica.apply(&revisions);
+        let kv = replica.get("a").expect("a was written");
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 2, 2));
+        assert_eq!(&*kv.value, b"3");
+    }
+
+    #[test]
+    fn put_then_delete_in_one_txn() {
+        let replica = Replica::default();
+        let mut batch = Batch::new(&replica);
+        let response = batch.execute(&Txn::new().put("k", "v").delete("k").delete("missing"));
+        assert_eq!(response.revision, 1);
+        let revisions = batch.into_revisions();
+        assert_eq!(revisions.len(), 1);
+        let kinds: Vec<_> = revisions[0].1.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![EventKind::Put, EventKind::Delete]);
+        let mut replica = replica;
+        replica.apply(&revisions);
+        assert!(replica.get("k").is_none());
+        assert_eq!(replica.revision(), 1);
+    }
+}
