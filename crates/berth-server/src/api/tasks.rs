@@ -1,0 +1,848 @@
+//! Tasks: RunTask and StartTask (placement, with every reservation taken in
+//! the same transaction as the tasks, guarded on the instances read, so
+//! concurrent launches can never over-commit a host), StopTask,
+//! DescribeTasks and ListTasks, plus the shared path by which a task's
+//! change returns its reservation to the instance once it is STOPPED.
+
+use std::collections::BTreeMap;
+
+use berth_core::launch::Demand;
+use berth_core::launch::{apply_overrides, demand, network_mode};
+use berth_core::lifecycle::{self, PENDING, PROVISIONING, RUNNING, STOPPED};
+use berth_scheduler::engine::{self, Constraint, Instance, Request, RequestError, Strategy};
+use berth_store::Txn;
+use berth_types::agent::{ContainerSpec, DesiredStatus, TaskSpec};
+use berth_types::arn::Scope;
+use berth_types::{
+    Attribute, Connectivity, Container, ContainerInstance, DescribeTasksRequest,
+    DescribeTasksResponse, EcsError, ErrorCode, Failure, HealthStatus, LaunchType,
+    ListTasksRequest, ListTasksResponse, NetworkMode, PlacementConstraint, PlacementStrategy,
+    PropagateTags, RunTaskRequest, RunTaskResponse, StartTaskRequest, StartTaskResponse,
+    StopTaskRequest, StopTaskResponse, Tag, Task, TaskDefinition, TaskDefinitionStatus, TaskField,
+    TaskOverride, TaskStopCode, Timestamp,
+};
+
+use super::{
+    Api, Ctx, clusters, container_instances, failure, includes, paginate, resource_id,
+    task_definitions, validate_tags,
+};
+use crate::placement::{self, Launched, adjust_remaining, snapshot_instance};
+use crate::state::{
+    ClientTokenRecord, MAX_CAS_ATTEMPTS, Reservation, TaskRecord, Versioned, contention, encode,
+    guard, key, prefix,
+};
+
+pub fn task_key(ctx: &Ctx, cluster: &str, id: &str) -> String {
+    key::<TaskRecord>(&ctx.scope, &format!("{cluster}/{id}"))
+}
+
+pub fn cluster_tasks_prefix(ctx: &Ctx, cluster: &str) -> String {
+    format!("{}{cluster}/", prefix::<TaskRecord>(&ctx.scope))
+}
+
+/// A task of `cluster` by id or ARN.
+pub fn find(
+    api: &Api,
+    ctx: &Ctx,
+    cluster: &str,
+    reference: &str,
+) -> Option<(String, Versioned<TaskRecord>)> {
+    let id = resource_id(reference, "task")?;
+    let key = task_key(ctx, cluster, id);
+    api.cache.get::<TaskRecord>(&key).map(|v| (key, v))
+}
+
+// ---- building a task ---------------------------------------------------------
+
+/// Everything about a launch that is the same for each of its tasks.
+struct Launch {
+    cluster: String,
+    definition: TaskDefinition,
+    effective: TaskDefinition,
+    demand: Demand,
+    overrides: TaskOverride,
+    started_by: Option<String>,
+    group: String,
+    tags: Vec<Tag>,
+    launch_type: LaunchType,
+}
+
+fn validate_started_by(started_by: Option<&str>) -> Result<(), EcsError> {
+    if let Some(s) = started_by {
+        let ok = s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-/_".contains(&b));
+        if !ok {
+            return Err(EcsError::invalid_parameter(
+                "startedBy must be at most 128 letters, numbers, hyphens, forward slashes and underscores.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    api: &Api,
+    ctx: &Ctx,
+    cluster: String,
+    task_definition: &str,
+    overrides: Option<&TaskOverride>,
+    started_by: Option<String>,
+    group: Option<String>,
+    tags: Option<Vec<Tag>>,
+    propagate: Option<PropagateTags>,
+    launch_type: LaunchType,
+) -> Result<Launch, EcsError> {
+    let (_, found) = task_definitions::resolve(api, ctx, task_definition)
+        .ok_or_else(|| EcsError::client("TaskDefinition not found."))?;
+    let definition = found.value.task_definition;
+    if definition.status != Some(TaskDefinitionStatus::Active) {
+        return Err(EcsError::client("TaskDefinition is inactive"));
+    }
+    let compatible = definition
+        .compatibilities
+        .iter()
+        .flatten()
+        .any(|c| c.as_str() == launch_type.as_str());
+    if !compatible {
+        return Err(EcsError::client(format!(
+            "Task definition does not support launch_type {launch_type}."
+        )));
+    }
+    if network_mode(&definition) == NetworkMode::Awsvpc {
+        return Err(EcsError::new(
+            ErrorCode::UnsupportedFeatureException,
+            "Tasks with networkMode awsvpc are not supported by Berth yet.",
+        ));
+    }
+    let effective = apply_overrides(&definition, overrides)?;
+    validate_started_by(started_by.as_deref())?;
+    let family = definition.family.clone().unwrap_or_default();
+    let group = group.unwrap_or_else(|| format!("family:{family}"));
+    if group.is_empty() || group.len() > 255 {
+        return Err(EcsError::invalid_parameter(
+            "group must be between 1 and 255 characters.",
+        ));
+    }
+    let mut tags = tags.unwrap_or_default();
+    if propagate == Some(PropagateTags::TaskDefinition) {
+        for t in found.value.tags {
+            if !tags.iter().any(|x| x.key == t.key) {
+                tags.push(t);
+            }
+        }
+    }
+    validate_tags(&tags)?;
+    Ok(Launch {
+        cluster,
+        demand: demand(&effective),
+        definition,
+        effective,
+        overrides: overrides.cloned().unwrap_or_else(|| TaskOverride {
+            container_overrides: Some(Vec::new()),
+            inference_accelerator_overrides: Some(Vec::new()),
+            ..TaskOverride::default()
+        }),
+        started_by,
+        group,
+        tags,
+        launch_type,
+    })
+}
+
+fn attribute(ci: &ContainerInstance, name: &str) -> Option<String> {
+    ci.attributes
+        .iter()
+        .flatten()
+        .find(|a| a.name == name)
+        .and_then(|a| a.value.clone())
+}
+
+fn new_task(
+    scope: &Scope,
+    launch: &Launch,
+    instance: &ContainerInstance,
+    now: Timestamp,
+) -> TaskRecord {
+    let id = berth_types::arn::new_id();
+    let task_arn = scope.task(&launch.cluster, &id);
+    let definitions = launch
+        .effective
+        .container_definitions
+        .clone()
+        .unwrap_or_default();
+    let containers: Vec<Container> = definitions
+        .iter()
+        .map(|c| Container {
+            container_arn: Some(scope.container(
+                &launch.cluster,
+                &id,
+                &uuid::Uuid::new_v4().to_string(),
+            )),
+            task_arn: Some(task_arn.clone()),
+            name: c.name.clone(),
+            image: c.image.clone(),
+            last_status: Some(PENDING.into()),
+            network_interfaces: Some(Vec::new()),
+            cpu: Some(c.cpu.to_string()),
+            memory: c.memory.map(|m| m.to_string()),
+            memory_reservation: c.memory_reservation.map(|m| m.to_string()),
+            health_status: Some(HealthStatus::Unknown),
+            ..Container::default()
+        })
+        .collect();
+    let spec = TaskSpec {
+        task_arn: task_arn.clone(),
+        cluster_arn: scope.cluster(&launch.cluster),
+        task_definition_arn: launch
+            .definition
+            .task_definition_arn
+            .clone()
+            .unwrap_or_default(),
+        family: launch.definition.family.clone().unwrap_or_default(),
+        revision: launch.definition.revision,
+        desired_status: DesiredStatus::Running,
+        desired_version: 1,
+        network_mode: network_mode(&launch.effective),
+        cpu: launch.effective.cpu.as_deref().and_then(|c| c.parse().ok()),
+        memory_mib: launch
+            .effective
+            .memory
+            .as_deref()
+            .and_then(|m| m.parse().ok()),
+        containers: containers
+            .iter()
+            .zip(definitions)
+            .map(|(c, definition)| ContainerSpec {
+                container_arn: c.container_arn.clone().unwrap_or_default(),
+                definition,
+            })
+            .collect(),
+        volumes: launch.effective.volumes.clone().unwrap_or_default(),
+        pid_mode: launch.effective.pid_mode,
+        ipc_mode: launch.effective.ipc_mode,
+    };
+    let architecture =
+        attribute(instance, "ecs.cpu-architecture").unwrap_or_else(|| "x86_64".into());
+    let task = Task {
+        task_arn: Some(task_arn),
+        cluster_arn: Some(spec.cluster_arn.clone()),
+        task_definition_arn: Some(spec.task_definition_arn.clone()),
+        container_instance_arn: instance.container_instance_arn.clone(),
+        overrides: Some(launch.overrides.clone()),
+        last_status: Some(PROVISIONING.into()),
+        desired_status: Some(RUNNING.into()),
+        cpu: launch.effective.cpu.clone(),
+        memory: launch.effective.memory.clone(),
+        containers: Some(containers),
+        started_by: launch.started_by.clone(),
+        version: 1,
+        created_at: Some(now),
+        group: Some(launch.group.clone()),
+        launch_type: Some(launch.launch_type),
+        availability_zone: attribute(instance, "ecs.availability-zone"),
+        attributes: Some(vec![Attribute {
+            name: "ecs.cpu-architecture".into(),
+            value: Some(architecture),
+            target_id: None,
+            target_type: None,
+        }]),
+        tags: Some(launch.tags.clone()),
+        connectivity: Some(Connectivity::Connected),
+        connectivity_at: Some(now),
+        health_status: Some(HealthStatus::Unknown),
+        enable_execute_command: false,
+        ..Task::default()
+    };
+    TaskRecord {
+        task,
+        spec,
+        instance_id: instance
+            .container_instance_arn
+            .as_deref()
+            .and_then(|a| resource_id(a, "container-instance"))
+            .map(str::to_owned),
+        reservation: Reservation {
+            cpu: launch.demand.cpu,
+            memory: launch.demand.memory,
+            gpu: launch.demand.gpu,
+            tcp_ports: launch.demand.tcp_ports.clone(),
+            udp_ports: launch.demand.udp_ports.clone(),
+        },
+        released: false,
+    }
+}
+
+/// The scheduler's view of a launch: its resources and task group, the
+/// task definition's `requiresAttributes`, and its constraints (the task
+/// definition's merged with the request's) and strategies, validated.
+fn placement_request(
+    launch: &Launch,
+    count: usize,
+    constraints: &[PlacementConstraint],
+    strategies: &[PlacementStrategy],
+) -> Result<Request, EcsError> {
+    let invalid = |e: RequestError| EcsError::invalid_parameter(e.to_string());
+    let from_definition = launch
+        .definition
+        .placement_constraints
+        .iter()
+        .flatten()
+        .map(|c| (c.r#type.map(|t| t.as_str()), c.expression.as_deref()));
+    let from_request = constraints
+        .iter()
+        .map(|c| (c.r#type.map(|t| t.as_str()), c.expression.as_deref()));
+    let constraints = from_definition
+        .chain(from_request)
+        .map(|(kind, expression)| {
+            Constraint::from_api(kind.unwrap_or_default(), expression).map_err(invalid)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let strategies = strategies
+        .iter()
+        .map(|s| {
+            Strategy::from_api(
+                s.r#type.map(|t| t.as_str()).unwrap_or_default(),
+                s.field.as_deref(),
+            )
+            .map_err(invalid)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = Request {
+        cpu: launch.demand.cpu,
+        memory: launch.demand.memory,
+        gpu: launch.demand.gpu,
+        tcp_ports: launch.demand.tcp_ports.clone(),
+        udp_ports: launch.demand.udp_ports.clone(),
+        count,
+        required_attributes: launch
+            .definition
+            .requires_attributes
+            .iter()
+            .flatten()
+            .map(|a| a.name.clone())
+            .collect(),
+        constraints,
+        strategies,
+        group: launch.group.clone(),
+    };
+    engine::validate(&request).map_err(invalid)?;
+    Ok(request)
+}
+
+/// StartTask: one task on each named instance, checked (resources, agent,
+/// required attributes) against what earlier tasks of the call took, and
+/// committed guarded on the instances read.
+async fn start_on(
+    api: &Api,
+    ctx: &Ctx,
+    launch: &Launch,
+    names: &[String],
+) -> Result<(Vec<Task>, Vec<Failure>), EcsError> {
+    let request = placement_request(launch, 1, &[], &[])?;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let now = Timestamp::now();
+        let mut failures = Vec::new();
+        // Instance id → (key, as read, the engine's view, as updated).
+        let mut seen: BTreeMap<
+            String,
+            (
+                String,
+                Versioned<ContainerInstance>,
+                Instance,
+                ContainerInstance,
+            ),
+        > = BTreeMap::new();
+        let mut records = Vec::new();
+        for name in names {
+            let id = resource_id(name, "container-instance")
+                .unwrap_or(name)
+                .to_owned();
+            if !seen.contains_key(&id) {
+                let Some((key, found)) = container_instances::find(api, ctx, &launch.cluster, &id)
+                else {
+                    failures.push(failure(
+                        ctx.scope.container_instance(&launch.cluster, &id),
+                        "MISSING",
+                    ));
+                    continue;
+                };
+                let view = snapshot_instance(&id, &found.value, None);
+                let current = found.value.clone();
+                seen.insert(id.clone(), (key, found, view, current));
+            }
+            let (_, found, view, current) = seen.get_mut(&id).expect("inserted above");
+            if found.value.status.as_deref() != Some(container_instances::ACTIVE) {
+                failures.push(failure(
+                    found
+                        .value
+                        .container_instance_arn
+                        .clone()
+                        .unwrap_or_default(),
+                    found.value.status.as_deref().unwrap_or("INACTIVE"),
+                ));
+                continue;
+            }
+            let outcome = engine::place(std::slice::from_mut(view), &request, 0)
+                .map_err(|e| EcsError::invalid_parameter(e.to_string()))?;
+            if let Some(f) = outcome.failures.first() {
+                failures.push(failure(
+                    found
+                        .value
+                        .container_instance_arn
+                        .clone()
+                        .unwrap_or_default(),
+                    f.reason.as_str(),
+                ));
+                continue;
+            }
+            let record = new_task(&ctx.scope, launch, current, now);
+            adjust_remaining(current, &record.reservation, -1);
+            records.push(record);
+        }
+        let mut txn = Txn::new();
+        for (key, found, _, mut current) in seen.into_values() {
+            if current != found.value {
+                current.version += 1;
+                txn = guard(txn, &key, found.mod_revision).put(key, encode(&current)?);
+            }
+        }
+        for record in &records {
+            let id =
+                resource_id(record.task.task_arn.as_deref().unwrap_or(""), "task").unwrap_or("");
+            txn = txn.put(task_key(ctx, &launch.cluster, id), encode(record)?);
+        }
+        if api.writer.commit(txn).await? {
+            return Ok((records.into_iter().map(|r| r.task).collect(), failures));
+        }
+    }
+    Err(contention())
+}
+
+fn check_launch_type(req: &RunTaskRequest) -> Result<LaunchType, EcsError> {
+    if req.launch_type.is_some()
+        && req
+            .capacity_provider_strategy
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
+    {
+        return Err(EcsError::invalid_parameter(
+            "Specifying both a launchType and capacityProviderStrategy is not supported.",
+        ));
+    }
+    if req
+        .capacity_provider_strategy
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(EcsError::new(
+            ErrorCode::UnsupportedFeatureException,
+            "Capacity provider strategies are not supported by Berth yet; use launchType EC2.",
+        ));
+    }
+    match req.launch_type.unwrap_or(LaunchType::Ec2) {
+        t @ (LaunchType::Ec2 | LaunchType::External) => Ok(t),
+        other => Err(EcsError::new(
+            ErrorCode::UnsupportedFeatureException,
+            format!("The {other} launch type is not supported by Berth yet."),
+        )),
+    }
+}
+
+fn check_unsupported(execute_command: bool, network_configuration: bool) -> Result<(), EcsError> {
+    if execute_command {
+        return Err(EcsError::new(
+            ErrorCode::UnsupportedFeatureException,
+            "ECS Exec is not supported by Berth.",
+        ));
+    }
+    if network_configuration {
+        return Err(EcsError::invalid_parameter(
+            "Network Configuration is not valid for the given networkMode of this task definition.",
+        ));
+    }
+    Ok(())
+}
+
+/// The request without its token, canonicalised, to recognise a retry.
+fn fingerprint(req: &RunTaskRequest) -> String {
+    let mut copy = req.clone();
+    copy.client_token = None;
+    serde_json::to_string(&copy).unwrap_or_default()
+}
+
+pub async fn run(api: &Api, ctx: &Ctx, req: RunTaskRequest) -> Result<RunTaskResponse, EcsError> {
+    let cluster = clusters::active(api, ctx, req.cluster.as_deref())?
+        .cluster_name
+        .unwrap_or_default();
+    let count = req.count.unwrap_or(1);
+    if !(1..=10).contains(&count) {
+        return Err(EcsError::invalid_parameter(
+            "count must be between 1 and 10.",
+        ));
+    }
+    let launch_type = check_launch_type(&req)?;
+    check_unsupported(
+        req.enable_execute_command.unwrap_or(false),
+        req.network_configuration.is_some(),
+    )?;
+    let token = match req.client_token.as_deref() {
+        None => None,
+        Some(t) if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| (33..=126).contains(&b)) => {
+            return Err(EcsError::invalid_parameter(
+                "clientToken must be 1-64 printable ASCII characters.",
+            ));
+        }
+        Some(t) => Some(t),
+    };
+    let token_key = token.map(|t| key::<ClientTokenRecord>(&ctx.scope, &format!("{cluster}/{t}")));
+    if let Some(token_key) = &token_key
+        && let Some(existing) = api.cache.get::<ClientTokenRecord>(token_key)
+    {
+        return replay(api, ctx, &cluster, &existing.value, &fingerprint(&req));
+    }
+    let launch = prepare(
+        api,
+        ctx,
+        cluster.clone(),
+        &req.task_definition,
+        req.overrides.as_ref(),
+        req.started_by.clone(),
+        req.group.clone(),
+        req.tags.clone(),
+        req.propagate_tags,
+        launch_type,
+    )?;
+    let request = placement_request(
+        &launch,
+        usize::try_from(count).unwrap_or(1),
+        req.placement_constraints.as_deref().unwrap_or_default(),
+        req.placement_strategy.as_deref().unwrap_or_default(),
+    )?;
+    let instances = format!("{}{cluster}/", prefix::<ContainerInstance>(&ctx.scope));
+    let task_keys = {
+        let (scope, cluster) = (ctx.scope.clone(), cluster.clone());
+        move |id: &str| key::<TaskRecord>(&scope, &format!("{cluster}/{id}"))
+    };
+    let build = {
+        let scope = ctx.scope.clone();
+        move |instance: &ContainerInstance, now| new_task(&scope, &launch, instance, now)
+    };
+    let launched = api
+        .lanes
+        .launch(
+            instances,
+            cluster_tasks_prefix(ctx, &cluster),
+            placement::Launch {
+                request,
+                build: Box::new(build),
+                task_key: Box::new(task_keys),
+                token: token_key.clone().map(|k| (k, fingerprint(&req))),
+            },
+        )
+        .await?;
+    let (tasks, failures) = match (launched, &token_key) {
+        (Launched::Placed { tasks, failures }, _) => (tasks, failures),
+        // Another call with the same token won the race.
+        (Launched::TokenTaken, Some(token_key)) => {
+            let existing = api
+                .cache
+                .get::<ClientTokenRecord>(token_key)
+                .ok_or_else(contention)?;
+            return replay(api, ctx, &cluster, &existing.value, &fingerprint(&req));
+        }
+        (Launched::TokenTaken, None) => return Err(contention()),
+    };
+    Ok(RunTaskResponse {
+        tasks: Some(tasks),
+        failures: Some(failures),
+    })
+}
+
+fn replay(
+    api: &Api,
+    ctx: &Ctx,
+    cluster: &str,
+    record: &ClientTokenRecord,
+    fingerprint: &str,
+) -> Result<RunTaskResponse, EcsError> {
+    if record.fingerprint != fingerprint {
+        return Err(EcsError::new(
+            ErrorCode::ConflictException,
+            format!(
+                "The clientToken was already used with different parameters. Tasks: {}",
+                record.task_arns.join(", ")
+            ),
+        ));
+    }
+    let tasks = record
+        .task_arns
+        .iter()
+        .filter_map(|arn| find(api, ctx, cluster, arn).map(|(_, v)| v.value.task))
+        .collect();
+    Ok(RunTaskResponse {
+        tasks: Some(tasks),
+        failures: Some(record.failures.clone()),
+    })
+}
+
+pub async fn start(
+    api: &Api,
+    ctx: &Ctx,
+    req: StartTaskRequest,
+) -> Result<StartTaskResponse, EcsError> {
+    let cluster = clusters::active(api, ctx, req.cluster.as_deref())?
+        .cluster_name
+        .unwrap_or_default();
+    if req.container_instances.is_empty() || req.container_instances.len() > 10 {
+        return Err(EcsError::invalid_parameter(
+            "containerInstances must list between 1 and 10 container instances.",
+        ));
+    }
+    check_unsupported(
+        req.enable_execute_command.unwrap_or(false),
+        req.network_configuration.is_some(),
+    )?;
+    let launch = prepare(
+        api,
+        ctx,
+        cluster,
+        &req.task_definition,
+        req.overrides.as_ref(),
+        req.started_by.clone(),
+        req.group.clone(),
+        req.tags.clone(),
+        req.propagate_tags,
+        LaunchType::Ec2,
+    )?;
+    let (tasks, failures) = start_on(api, ctx, &launch, &req.container_instances).await?;
+    Ok(StartTaskResponse {
+        tasks: Some(tasks),
+        failures: Some(failures),
+    })
+}
+
+/// Read-modify-write of one task. When the change leaves the task STOPPED
+/// for the first time, its reservation returns to its instance in the same
+/// transaction. `change` returns whether it changed anything.
+pub async fn update(
+    api: &Api,
+    ctx: &Ctx,
+    cluster: &str,
+    reference: &str,
+    mut change: impl FnMut(&mut TaskRecord) -> Result<bool, EcsError>,
+) -> Result<Task, EcsError> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (key, found) = find(api, ctx, cluster, reference).ok_or_else(|| {
+            EcsError::invalid_parameter(format!("The referenced task {reference} was not found."))
+        })?;
+        let mut record = found.value;
+        if !change(&mut record)? {
+            return Ok(record.task);
+        }
+        let mut txn = guard(Txn::new(), &key, found.mod_revision);
+        if lifecycle::is_stopped(&record.task) && !record.released {
+            record.released = true;
+            if let Some((ci_key, ci)) = record
+                .instance_id
+                .as_deref()
+                .and_then(|id| container_instances::find(api, ctx, cluster, id))
+            {
+                let mut instance = ci.value;
+                adjust_remaining(&mut instance, &record.reservation, 1);
+                instance.version += 1;
+                txn = guard(txn, &ci_key, ci.mod_revision).put(ci_key, encode(&instance)?);
+            }
+        }
+        txn = txn.put(key, encode(&record)?);
+        if api.writer.commit(txn).await? {
+            return Ok(record.task);
+        }
+    }
+    Err(contention())
+}
+
+/// Asks a task to stop and tells its agent (through the desired version).
+pub async fn stop_task(
+    api: &Api,
+    ctx: &Ctx,
+    cluster: &str,
+    reference: &str,
+    code: TaskStopCode,
+    reason: &str,
+) -> Result<Task, EcsError> {
+    update(api, ctx, cluster, reference, |record| {
+        let changed = lifecycle::request_stop(&mut record.task, code, reason, Timestamp::now());
+        if changed {
+            record.spec.desired_status = DesiredStatus::Stopped;
+            record.spec.desired_version += 1;
+        }
+        Ok(changed)
+    })
+    .await
+}
+
+pub async fn stop(
+    api: &Api,
+    ctx: &Ctx,
+    req: StopTaskRequest,
+) -> Result<StopTaskResponse, EcsError> {
+    let cluster = clusters::active(api, ctx, req.cluster.as_deref())?
+        .cluster_name
+        .unwrap_or_default();
+    let reason = req
+        .reason
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .unwrap_or("Task stopped by user");
+    let task = stop_task(
+        api,
+        ctx,
+        &cluster,
+        &req.task,
+        TaskStopCode::UserInitiated,
+        reason,
+    )
+    .await?;
+    Ok(StopTaskResponse { task: Some(task) })
+}
+
+pub async fn describe(
+    api: &Api,
+    ctx: &Ctx,
+    req: DescribeTasksRequest,
+) -> Result<DescribeTasksResponse, EcsError> {
+    let cluster = clusters::active(api, ctx, req.cluster.as_deref())?
+        .cluster_name
+        .unwrap_or_default();
+    if req.tasks.is_empty() || req.tasks.len() > 100 {
+        return Err(EcsError::invalid_parameter(
+            "tasks must list between 1 and 100 tasks.",
+        ));
+    }
+    let with_tags = includes(req.include.as_ref(), &TaskField::Tags);
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    for reference in &req.tasks {
+        match find(api, ctx, &cluster, reference) {
+            Some((_, v)) => {
+                let mut task = v.value.task;
+                if !with_tags {
+                    task.tags = None;
+                }
+                tasks.push(task);
+            }
+            None => {
+                let arn = match resource_id(reference, "task") {
+                    Some(id) if id == reference => ctx.scope.task(&cluster, id),
+                    _ => reference.clone(),
+                };
+                failures.push(failure(arn, "MISSING"));
+            }
+        }
+    }
+    Ok(DescribeTasksResponse {
+        tasks: Some(tasks),
+        failures: Some(failures),
+    })
+}
+
+pub async fn list(
+    api: &Api,
+    ctx: &Ctx,
+    req: ListTasksRequest,
+) -> Result<ListTasksResponse, EcsError> {
+    let cluster = clusters::active(api, ctx, req.cluster.as_deref())?
+        .cluster_name
+        .unwrap_or_default();
+    if req.started_by.is_some()
+        && (req.family.is_some() || req.service_name.is_some() || req.container_instance.is_some())
+    {
+        return Err(EcsError::invalid_parameter(
+            "startedBy cannot be combined with the family, serviceName or containerInstance filters.",
+        ));
+    }
+    let desired = req.desired_status.map_or(RUNNING, |d| d.as_str());
+    let instance_id = req
+        .container_instance
+        .as_deref()
+        .and_then(|c| resource_id(c, "container-instance"));
+    let group = req.service_name.as_ref().map(|s| format!("service:{s}"));
+    let items =
+        api.cache
+            .select::<TaskRecord, _>(&cluster_tasks_prefix(ctx, &cluster), |key, r| {
+                let t = &r.task;
+                let wanted = t.desired_status.as_deref() == Some(desired)
+                    && instance_id.is_none_or(|id| r.instance_id.as_deref() == Some(id))
+                    && req.family.as_ref().is_none_or(|f| *f == r.spec.family)
+                    && req
+                        .started_by
+                        .as_ref()
+                        .is_none_or(|s| t.started_by.as_ref() == Some(s))
+                    && group.as_ref().is_none_or(|g| t.group.as_ref() == Some(g))
+                    && req.launch_type.is_none_or(|l| t.launch_type == Some(l));
+                wanted.then(|| (key.to_owned(), t.task_arn.clone().unwrap_or_default()))
+            });
+    let (arns, next_token) = paginate(items, req.max_results, req.next_token.as_deref(), 100, 100)?;
+    Ok(ListTasksResponse {
+        task_arns: Some(arns),
+        next_token,
+    })
+}
+
+/// Instance id → its unreleased tasks per task group.
+pub fn groups_by_instance(
+    api: &Api,
+    ctx: &Ctx,
+    cluster: &str,
+) -> BTreeMap<String, BTreeMap<String, u32>> {
+    let mut groups: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    let held = api
+        .cache
+        .select::<TaskRecord, _>(&cluster_tasks_prefix(ctx, cluster), |_, record| {
+            placement::holder(record)
+        });
+    for (instance, group) in held {
+        *groups
+            .entry(instance)
+            .or_default()
+            .entry(group)
+            .or_default() += 1;
+    }
+    groups
+}
+
+/// Counts for a cluster: (running, pending).
+pub fn cluster_counts(api: &Api, ctx: &Ctx, cluster: &str) -> (usize, usize) {
+    let counts = api
+        .cache
+        .task_status_counts(&cluster_tasks_prefix(ctx, cluster));
+    let of = |status: &str| counts.get(status).copied().unwrap_or(0);
+    (of(RUNNING), of(PENDING))
+}
+
+/// Tasks not yet STOPPED in a cluster.
+pub fn active_count(api: &Api, ctx: &Ctx, cluster: &str) -> usize {
+    let counts = api
+        .cache
+        .task_status_counts(&cluster_tasks_prefix(ctx, cluster));
+    counts
+        .iter()
+        .filter(|(status, _)| status.as_str() != STOPPED)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Counts for an instance: (desired RUNNING, PENDING).
+pub fn instance_counts(api: &Api, instance_id: &str) -> (usize, usize) {
+    let statuses = api.cache.select_instance_tasks(instance_id, |_, r| {
+        Some((
+            r.task.desired_status.as_deref() == Some(RUNNING),
+            r.task.last_status.as_deref() == Some(PENDING),
+        ))
+    });
+    let running = statuses.iter().filter(|(running, _)| *running).count();
+    let pending = statuses.iter().filter(|(_, pending)| *pending).count();
+    (running, pending)
+}
