@@ -1,0 +1,608 @@
+//! An in-memory [`ContainerRuntime`]: containers are entries in a map and
+//! their lives are tokio timers, so thousands of simulated hosts fit in one
+//! process. Behaviour (start delay, run time, exit code, OOM, SIGTERM
+//! handling, health results, failures) is configured per image or per command
+//! substring; it emits the same events the Docker runtime does.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use berth_types::{HealthStatus, Timestamp};
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, CreateSpec, EventStream,
+    ImageInfo, LABEL_TASK_ARN, LogLine, LogStream, RuntimeError, RuntimeEvent, RuntimeEventKind,
+    RuntimeVersion,
+};
+
+/// What a fake container does once started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeBehavior {
+    /// How long `start` takes.
+    pub start_delay: Duration,
+    /// How long the container runs before exiting on its own; `None` runs
+    /// until stopped.
+    pub run_for: Option<Duration>,
+    /// The exit code when it exits on its own.
+    pub exit_code: i32,
+    /// Exits through the OOM killer (exit 137, OOMKilled) after `run_for`.
+    pub oom: bool,
+    /// Ignores SIGTERM, so only the SIGKILL after the stop timeout ends it.
+    pub ignores_sigterm: bool,
+    /// Health check results, each at a time after start.
+    pub health: Vec<(Duration, HealthStatus)>,
+    /// Makes `create` fail with this message.
+    pub create_error: Option<String>,
+    /// Makes `start` fail with this message.
+    pub start_error: Option<String>,
+    /// Lines the container writes to stdout when it starts.
+    pub log_lines: Vec<String>,
+}
+
+impl Default for FakeBehavior {
+    fn default() -> Self {
+        Self {
+            start_delay: Duration::ZERO,
+            run_for: None,
+            exit_code: 0,
+            oom: false,
+            ignores_sigterm: false,
+            health: Vec::new(),
+            create_error: None,
+            start_error: None,
+            log_lines: Vec::new(),
+        }
+    }
+}
+
+impl FakeBehavior {
+    /// A container that runs until stopped.
+    pub fn long_running() -> Self {
+        Self::default()
+    }
+
+    /// A container that exits with `code` after `after`.
+    pub fn exits(after: Duration, code: i32) -> Self {
+        Self {
+            run_for: Some(after),
+            exit_code: code,
+            ..Self::default()
+        }
+    }
+}
+
+struct FakeContainer {
+    info: ContainerInfo,
+    behavior: FakeBehavior,
+    has_health_check: bool,
+    /// Bumped on every start so timers of an earlier run do nothing.
+    generation: u64,
+    /// Whether the container has exited; writing a line notifies too. One
+    /// channel serves both stop (waiting for the exit) and log followers,
+    /// and it is made on the first subscription: a watch channel costs about
+    /// 350 bytes, and simulated hosts hold 100,000 containers.
+    exited: Option<watch::Sender<bool>>,
+    logs: Vec<LogLine>,
+}
+
+impl FakeContainer {
+    fn subscribe(&mut self) -> watch::Receiver<bool> {
+        let exited = self.info.status == ContainerStatus::Exited;
+        self.exited
+            .get_or_insert_with(|| watch::channel(exited).0)
+            .subscribe()
+    }
+
+    /// Tells subscribers whether the container has exited now.
+    fn notify(&self) {
+        if let Some(sender) = &self.exited {
+            sender.send_replace(self.info.status == ContainerStatus::Exited);
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    containers: HashMap<String, FakeContainer>,
+    local_images: HashSet<String>,
+    pull_errors: HashMap<String, String>,
+    by_image: HashMap<String, FakeBehavior>,
+    by_command: Vec<(String, FakeBehavior)>,
+    default_behavior: FakeBehavior,
+    subscribers: Vec<mpsc::UnboundedSender<RuntimeEvent>>,
+    next_id: u64,
+    pulls: Vec<String>,
+    creates: u64,
+}
+
+/// The fake runtime. Cloning shares the same containers.
+#[derive(Clone, Default)]
+pub struct FakeRuntime {
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeRuntime {
+    /// A runtime where every pull succeeds and containers run until stopped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The behaviour of containers no other rule matches.
+    pub fn set_default_behavior(&self, behavior: FakeBehavior) {
+        self.lock().default_behavior = behavior;
+    }
+
+    pub fn set_image_behavior(&self, image: &str, behavior: FakeBehavior) {
+        self.lock().by_image.insert(image.to_owned(), behavior);
+    }
+
+    /// Applies to containers whose command (joined with spaces) contains
+    /// `needle`; wins over image rules.
+    pub fn set_command_behavior(&self, needle: &str, behavior: FakeBehavior) {
+        self.lock().by_command.push((needle.to_owned(), behavior));
+    }
+
+    /// Makes pulls of `image` fail with `message`.
+    pub fn fail_pulls(&self, image: &str, message: &str) {
+        self.lock()
+            .pull_errors
+            .insert(image.to_owned(), message.to_owned());
+    }
+
+    /// Puts `image` on the host without a pull.
+    pub fn add_local_image(&self, image: &str) {
+        self.lock().local_images.insert(image.to_owned());
+    }
+
+    /// Images pulled so far, in order.
+    pub fn pulls(&self) -> Vec<String> {
+        self.lock().pulls.clone()
+    }
+
+    /// How many containers were ever created.
+    pub fn create_count(&self) -> u64 {
+        self.lock().creates
+    }
+
+    /// Every container the runtime holds.
+    pub fn containers(&self) -> Vec<ContainerInfo> {
+        let mut all: Vec<_> = self
+            .lock()
+            .containers
+            .values()
+            .map(|c| c.info.clone())
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Ends a running container as if its process had exited with `code`
+    /// (`docker kill` from outside gives 137).
+    pub fn crash(&self, id: &str, code: i32) {
+        self.exit(id, None, code, false);
+    }
+
+    /// Makes a running container write `line` to its output (stderr when
+    /// `stderr`).
+    pub fn write_log(&self, id: &str, line: &str, stderr: bool) {
+        let mut state = self.lock();
+        if let Some(container) = state.containers.get_mut(id) {
+            push_log(container, line, stderr);
+        }
+    }
+
+    /// Sets a health result now, as a health check would.
+    pub fn set_health(&self, id: &str, status: HealthStatus) {
+        let mut state = self.lock();
+        if let Some(container) = state.containers.get_mut(id) {
+            container.info.health = Some(status);
+            emit(
+                &mut state,
+                RuntimeEvent {
+                    container_id: id.to_owned(),
+                    kind: RuntimeEventKind::Health(status),
+                },
+            );
+        }
+    }
+
+    fn behavior_for(state: &State, spec: &CreateSpec) -> FakeBehavior {
+        let command = spec
+            .definition
+            .command
+            .as_deref()
+            .unwrap_or_default()
+            .join(" ");
+        state
+            .by_command
+            .iter()
+            .rev()
+            .find(|(needle, _)| command.contains(needle.as_str()))
+            .map(|(_, b)| b.clone())
+            .or_else(|| state.by_image.get(&spec.image).cloned())
+            .unwrap_or_else(|| state.default_behavior.clone())
+    }
+
+    /// Marks the container exited (if it still runs `generation`, when
+    /// given) and tells subscribers.
+    fn exit(&self, id: &str, generation: Option<u64>, code: i32, oom: bool) {
+        let mut state = self.lock();
+        let Some(container) = state.containers.get_mut(id) else {
+            return;
+        };
+        if container.info.status != ContainerStatus::Running
+            || generation.is_some_and(|g| g != container.generation)
+        {
+            return;
+        }
+        container.info.status = ContainerStatus::Exited;
+        container.info.exit_code = Some(code);
+        container.info.oom_killed = oom;
+        container.info.finished_at = Some(Timestamp::now());
+        container.notify();
+        if oom {
+            emit(
+                &mut state,
+                RuntimeEvent {
+                    container_id: id.to_owned(),
+                    kind: RuntimeEventKind::OutOfMemory,
+                },
+            );
+        }
+        emit(
+            &mut state,
+            RuntimeEvent {
+                container_id: id.to_owned(),
+                kind: RuntimeEventKind::Died {
+                    exit_code: Some(code),
+                },
+            },
+        );
+    }
+
+    fn health_at(&self, id: &str, generation: u64, status: HealthStatus) {
+        let running = self.lock().containers.get(id).is_some_and(|c| {
+            c.generation == generation && c.info.status == ContainerStatus::Running
+        });
+        if running {
+            self.set_health(id, status);
+        }
+    }
+
+    /// Drives one run of a container: health results, then its own exit.
+    async fn live(self, id: String, generation: u64, behavior: FakeBehavior) {
+        let mut elapsed = Duration::ZERO;
+        let mut health = behavior.health.clone();
+        health.sort_by_key(|(at, _)| *at);
+        for (at, status) in health {
+            if behavior.run_for.is_some_and(|run| at >= run) {
+                break;
+            }
+            tokio::time::sleep(at.saturating_sub(elapsed)).await;
+            elapsed = at;
+            self.health_at(&id, generation, status);
+        }
+        if let Some(run_for) = behavior.run_for {
+            tokio::time::sleep(run_for.saturating_sub(elapsed)).await;
+            let code = if behavior.oom {
+                137
+            } else {
+                behavior.exit_code
+            };
+            self.exit(&id, Some(generation), code, behavior.oom);
+        }
+    }
+}
+
+fn now_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+fn push_log(container: &mut FakeContainer, line: &str, stderr: bool) {
+    // Strictly increasing, as a real log's timestamps are.
+    let last = container.logs.last().map_or(0, |l| l.timestamp_nanos);
+    container.logs.push(LogLine {
+        timestamp_nanos: now_nanos().max(last + 1),
+        stderr,
+        message: line.to_owned(),
+    });
+    // Wakes followers; the value stays.
+    container.notify();
+}
+
+fn emit(state: &mut State, event: RuntimeEvent) {
+    state
+        .subscribers
+        .retain(|subscriber| subscriber.send(event.clone()).is_ok());
+}
+
+fn not_found(id: &str) -> RuntimeError {
+    RuntimeError::NotFound(id.to_owned())
+}
+
+impl ContainerRuntime for FakeRuntime {
+    fn version(&self) -> BoxFuture<'_, Result<RuntimeVersion, RuntimeError>> {
+        Box::pin(async {
+            Ok(RuntimeVersion {
+                server_version: "20.10.24-fake".to_owned(),
+                api_version: "1.41".to_owned(),
+            })
+        })
+    }
+
+    fn inspect_image<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ImageInfo>, RuntimeError>> {
+        Box::pin(async move {
+            Ok(self.lock().local_images.contains(image).then(|| ImageInfo {
+                digest: Some(fake_digest(image)),
+            }))
+        })
+    }
+
+    fn pull_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            state.pulls.push(image.to_owned());
+            if let Some(message) = state.pull_errors.get(image) {
+                return Err(RuntimeError::Failed(message.clone()));
+            }
+            state.local_images.insert(image.to_owned());
+            Ok(())
+        })
+    }
+
+    fn create<'a>(&'a self, spec: &'a CreateSpec) -> BoxFuture<'a, Result<String, RuntimeError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            let behavior = Self::behavior_for(&state, spec);
+            if let Some(message) = &behavior.create_error {
+                return Err(RuntimeError::Failed(message.clone()));
+            }
+            if !state.local_images.contains(&spec.image) {
+                return Err(RuntimeError::Failed(format!(
+                    "No such image: {}",
+                    spec.image
+                )));
+            }
+            if state.containers.values().any(|c| c.info.name == spec.name) {
+                return Err(RuntimeError::Failed(format!(
+                    "Conflict. The container name \"/{}\" is already in use",
+                    spec.name
+                )));
+            }
+            state.next_id += 1;
+            state.creates += 1;
+            let id = format!("{:064x}", state.next_id);
+            let info = ContainerInfo {
+                id: id.clone(),
+                name: spec.name.clone(),
+                labels: spec.labels.clone(),
+                status: ContainerStatus::Created,
+                exit_code: None,
+                oom_killed: false,
+                health: None,
+                image_digest: Some(fake_digest(&spec.image)),
+                port_bindings: spec.port_bindings.clone(),
+                started_at: None,
+                finished_at: None,
+                created_at: Some(Timestamp::now()),
+                networks: Vec::new(),
+            };
+            state.containers.insert(
+                id.clone(),
+                FakeContainer {
+                    info,
+                    behavior,
+                    has_health_check: spec.definition.health_check.is_some(),
+                    generation: 0,
+                    exited: None,
+                    logs: Vec::new(),
+                },
+            );
+            Ok(id)
+        })
+    }
+
+    fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let delay = {
+                let state = self.lock();
+                let container = state.containers.get(id).ok_or_else(|| not_found(id))?;
+                if let Some(message) = &container.behavior.start_error {
+                    return Err(RuntimeError::Failed(message.clone()));
+                }
+                container.behavior.start_delay
+            };
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut state = self.lock();
+            let container = state.containers.get_mut(id).ok_or_else(|| not_found(id))?;
+            if container.info.status == ContainerStatus::Running {
+                return Ok(());
+            }
+            container.generation += 1;
+            container.info.status = ContainerStatus::Running;
+            container.info.exit_code = None;
+            container.info.oom_killed = false;
+            container.info.started_at = Some(Timestamp::now());
+            container.info.health = container.has_health_check.then_some(HealthStatus::Unknown);
+            container.notify();
+            let generation = container.generation;
+            let behavior = container.behavior.clone();
+            for line in &behavior.log_lines {
+                push_log(container, line, false);
+            }
+            emit(
+                &mut state,
+                RuntimeEvent {
+                    container_id: id.to_owned(),
+                    kind: RuntimeEventKind::Started,
+                },
+            );
+            drop(state);
+            tokio::spawn(self.clone().live(id.to_owned(), generation, behavior));
+            Ok(())
+        })
+    }
+
+    fn stop<'a>(
+        &'a self,
+        id: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let (mut exited, ignores_sigterm) = {
+                let mut state = self.lock();
+                let container = state.containers.get_mut(id).ok_or_else(|| not_found(id))?;
+                if container.info.status != ContainerStatus::Running {
+                    return Ok(());
+                }
+                (container.subscribe(), container.behavior.ignores_sigterm)
+            };
+            if !ignores_sigterm {
+                self.exit(id, None, 143, false);
+                return Ok(());
+            }
+            if tokio::time::timeout(timeout, exited.wait_for(|done| *done))
+                .await
+                .is_err()
+            {
+                self.exit(id, None, 137, false);
+            }
+            Ok(())
+        })
+    }
+
+    fn kill<'a>(&'a self, id: &'a str, signal: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let ignores_sigterm = {
+                let state = self.lock();
+                let container = state.containers.get(id).ok_or_else(|| not_found(id))?;
+                if container.info.status != ContainerStatus::Running {
+                    return Err(RuntimeError::Failed(format!(
+                        "Container {id} is not running"
+                    )));
+                }
+                container.behavior.ignores_sigterm
+            };
+            match signal {
+                "SIGTERM" | "TERM" | "15" if !ignores_sigterm => {
+                    self.exit(id, None, 143, false);
+                }
+                "SIGTERM" | "TERM" | "15" => {}
+                _ => self.exit(id, None, 137, false),
+            }
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            match state.containers.get(id) {
+                None => Err(not_found(id)),
+                Some(c) if c.info.status == ContainerStatus::Running => Err(RuntimeError::Failed(
+                    format!("You cannot remove a running container {id}"),
+                )),
+                Some(_) => {
+                    state.containers.remove(id);
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ContainerInfo, RuntimeError>> {
+        Box::pin(async move {
+            self.lock()
+                .containers
+                .get(id)
+                .map(|c| c.info.clone())
+                .ok_or_else(|| not_found(id))
+        })
+    }
+
+    fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, RuntimeError>> {
+        Box::pin(async move {
+            Ok(self
+                .containers()
+                .into_iter()
+                .filter(|c| c.labels.contains_key(LABEL_TASK_ARN))
+                .collect())
+        })
+    }
+
+    fn events(&self) -> EventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().subscribers.push(tx);
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|event| (event, rx))
+        }))
+    }
+
+    fn binds_host_ports(&self) -> bool {
+        false
+    }
+
+    fn logs(&self, id: &str, since_nanos: Option<i128>) -> LogStream {
+        struct Follow {
+            runtime: FakeRuntime,
+            id: String,
+            since: Option<i128>,
+            version: Option<watch::Receiver<bool>>,
+        }
+        let follow = Follow {
+            runtime: self.clone(),
+            id: id.to_owned(),
+            since: since_nanos,
+            version: None,
+        };
+        Box::pin(futures_util::stream::unfold(follow, |mut f| async move {
+            loop {
+                let (next, running) = {
+                    let mut state = f.runtime.lock();
+                    let container = state.containers.get_mut(&f.id)?;
+                    let version = f.version.get_or_insert_with(|| container.subscribe());
+                    version.borrow_and_update();
+                    let next = container
+                        .logs
+                        .iter()
+                        .find(|l| f.since.is_none_or(|s| l.timestamp_nanos > s))
+                        .cloned();
+                    (next, container.info.status != ContainerStatus::Exited)
+                };
+                if let Some(line) = next {
+                    f.since = Some(line.timestamp_nanos);
+                    return Some((Ok(line), f));
+                }
+                if !running {
+                    return None;
+                }
+                f.version.as_mut()?.changed().await.ok()?;
+            }
+        }))
+    }
+}
+
+fn fake_digest(image: &str) -> String {
+    // Stable per image name, which is all tests compare.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in image.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("sha256:{hash:064x}")
+}

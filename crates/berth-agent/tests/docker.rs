@@ -1,0 +1,506 @@
+//! The engine on the real Docker Engine, with a busybox image built here
+//! (no registry is reachable). Runs when a Docker socket exists or when
+//! `CI=true`; in CI a missing Docker fails the tests instead of skipping.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_agent::runtime::docker::DockerRuntime;
+use berth_agent::runtime::{BoxFuture, ContainerRuntime, LABEL_CLUSTER};
+use berth_agent::{Engine, EngineConfig, Report, Reporter, StateSink, SubmitError};
+use berth_types::agent::{ContainerSpec, DesiredStatus, TaskSpec};
+use berth_types::{ContainerDefinition, NetworkMode, PortMapping, SubmitTaskStateChangeRequest};
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
+use tokio::sync::OnceCell;
+
+const IMAGE: &str = "berth-agent-test-busybox:latest";
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Report>>);
+
+impl StateSink for Recorder {
+    fn submit<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<(), SubmitError>> {
+        Box::pin(async move {
+            self.0.lock().unwrap().push(report.clone());
+            Ok(())
+        })
+    }
+}
+
+impl Recorder {
+    async fn wait(&self, status: &str, within: Duration) -> SubmitTaskStateChangeRequest {
+        let deadline = Instant::now() + within;
+        loop {
+            let found = self.0.lock().unwrap().iter().rev().find_map(|r| match r {
+                Report::Task(t) if t.status.as_deref() == Some(status) => Some(t.clone()),
+                _ => None,
+            });
+            if let Some(found) = found {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {status} report within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Docker, or `None` to skip (never in CI).
+async fn docker() -> Option<DockerRuntime> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !ci
+        && !std::path::Path::new("/var/run/docker.sock").exists()
+        && std::env::var("DOCKER_HOST").is_err()
+    {
+        eprintln!("skipping: no Docker socket");
+        return None;
+    }
+    let runtime = DockerRuntime::connect()
+        .await
+        .expect("Docker is required here");
+    build_image(&runtime).await;
+    Some(runtime)
+}
+
+/// Builds the test image once per test binary: busybox from Debian's
+/// busybox-static on an empty base.
+async fn build_image(runtime: &DockerRuntime) {
+    static BUILT: OnceCell<()> = OnceCell::const_new();
+    BUILT
+        .get_or_init(|| async {
+            if runtime.inspect_image(IMAGE).await.unwrap().is_some() {
+                return;
+            }
+            let busybox = std::path::Path::new("/bin/busybox");
+            if !busybox.exists() {
+                let status = std::process::Command::new("apt-get")
+                    .args(["install", "-y", "busybox-static"])
+                    .status()
+                    .expect("apt-get");
+                assert!(status.success(), "cannot install busybox-static");
+            }
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::copy(busybox, dir.path().join("busybox")).unwrap();
+            std::fs::write(
+                dir.path().join("Dockerfile"),
+                "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+            )
+            .unwrap();
+            let output = tokio::process::Command::new("docker")
+                .args(["build", "-q", "-t", IMAGE])
+                .arg(dir.path())
+                .output()
+                .await
+                .expect("docker build");
+            assert!(output.status.success(), "docker build failed: {}", String::from_utf8_lossy(&output.stderr));
+        })
+        .await;
+}
+
+struct Case {
+    runtime: Arc<DockerRuntime>,
+    sink: Arc<Recorder>,
+    engine: Engine,
+    cluster: String,
+}
+
+/// Removes every container of a test cluster, including ones a failed
+/// earlier run left behind (they carry the same task ARNs and would
+/// otherwise be adopted).
+async fn remove_cluster_containers(runtime: &DockerRuntime, cluster: &str) {
+    for container in runtime.list_managed().await.unwrap() {
+        if container.labels.get(LABEL_CLUSTER).map(String::as_str) == Some(cluster) {
+            let options = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            let _ = runtime
+                .client()
+                .remove_container(&container.id, Some(options))
+                .await;
+        }
+    }
+}
+
+impl Case {
+    async fn new(runtime: DockerRuntime, cluster: &str) -> Self {
+        Self::with_logs(runtime, cluster, None).await
+    }
+
+    async fn with_logs(
+        runtime: DockerRuntime,
+        cluster: &str,
+        logs: Option<berth_agent::LogShipper>,
+    ) -> Self {
+        remove_cluster_containers(&runtime, cluster).await;
+        let runtime = Arc::new(runtime);
+        let sink = Arc::new(Recorder::default());
+        let mut config = EngineConfig::new(cluster);
+        config.cleanup_wait = Duration::from_secs(3600);
+        config.stop_timeout = Duration::from_secs(2);
+        config.logs = logs;
+        let (engine, _health) =
+            Engine::start(runtime.clone(), Reporter::new(sink.clone(), None), config)
+                .await
+                .unwrap();
+        Self {
+            runtime,
+            sink,
+            engine,
+            cluster: cluster.to_owned(),
+        }
+    }
+
+    fn task(&self, id: &str, containers: Vec<ContainerDefinition>) -> TaskSpec {
+        TaskSpec {
+            task_arn: format!(
+                "arn:aws:ecs:us-east-1:000000000000:task/{}/{id}",
+                self.cluster
+            ),
+            cluster_arn: self.cluster.clone(),
+            task_definition_arn: "arn:aws:ecs:us-east-1:000000000000:task-definition/t:1".into(),
+            family: "t".into(),
+            revision: 1,
+            desired_status: DesiredStatus::Running,
+            desired_version: 1,
+            network_mode: NetworkMode::Bridge,
+            cpu: None,
+            memory_mib: None,
+            containers: containers
+                .into_iter()
+                .map(|definition| ContainerSpec {
+                    container_arn: "arn:c".into(),
+                    definition,
+                })
+                .collect(),
+            volumes: vec![],
+            pid_mode: None,
+            ipc_mode: None,
+        }
+    }
+
+    /// Removes every container of this case's cluster.
+    async fn clean(self) {
+        self.engine.detach();
+        remove_cluster_containers(&self.runtime, &self.cluster).await;
+        if let Some(cgroups) = berth_agent::cgroup::Cgroups::detect() {
+            for task in ["exit", "kill", "oom", "port"] {
+                cgroups.remove(task);
+            }
+        }
+    }
+}
+
+fn sh(name: &str, script: &str) -> ContainerDefinition {
+    ContainerDefinition {
+        name: Some(name.into()),
+        image: Some(IMAGE.into()),
+        command: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        memory: Some(32),
+        ..Default::default()
+    }
+}
+
+fn change<'a>(
+    report: &'a SubmitTaskStateChangeRequest,
+    name: &str,
+) -> &'a berth_types::ContainerStateChange {
+    report
+        .containers
+        .iter()
+        .flatten()
+        .find(|c| c.container_name.as_deref() == Some(name))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn exit_code_and_essential_exit_stop_the_task() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let case = Case::new(runtime, "berth-test-exit").await;
+    let mut spec = case.task(
+        "exit",
+        vec![sh("quitter", "sleep 1; exit 3"), sh("sleeper", "sleep 300")],
+    );
+    // Exercises the task cgroup on the way.
+    spec.cpu = Some(512);
+    spec.memory_mib = Some(128);
+    case.engine.apply(vec![spec]);
+    case.sink.wait("RUNNING", Duration::from_secs(30)).await;
+    let report = case.sink.wait("STOPPED", Duration::from_secs(30)).await;
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    assert_eq!(change(&report, "quitter").exit_code, Some(3));
+    // sh as PID 1 ignores SIGTERM: killed after the 2 s stop timeout.
+    assert_eq!(change(&report, "sleeper").exit_code, Some(137));
+    assert!(change(&report, "quitter").runtime_id.is_some());
+    case.clean().await;
+}
+
+#[tokio::test]
+async fn docker_kill_is_seen_within_a_second() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let case = Case::new(runtime, "berth-test-kill").await;
+    case.engine
+        .apply(vec![case.task("kill", vec![sh("victim", "sleep 300")])]);
+    let running = case.sink.wait("RUNNING", Duration::from_secs(30)).await;
+    let id = change(&running, "victim").runtime_id.clone().unwrap();
+    let killed = Instant::now();
+    case.runtime.kill(&id, "SIGKILL").await.unwrap();
+    let report = case.sink.wait("STOPPED", Duration::from_secs(5)).await;
+    assert!(
+        killed.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(change(&report, "victim").exit_code, Some(137));
+    case.clean().await;
+}
+
+#[tokio::test]
+async fn oom_kill_is_reported_as_out_of_memory_error() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let case = Case::new(runtime, "berth-test-oom").await;
+    let mut hog = sh("hog", "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done");
+    hog.memory = Some(8);
+    case.engine.apply(vec![case.task("oom", vec![hog])]);
+    let report = case.sink.wait("STOPPED", Duration::from_secs(60)).await;
+    let hog = change(&report, "hog");
+    assert_eq!(
+        hog.reason.as_deref(),
+        Some("OutOfMemoryError: Container killed due to memory usage")
+    );
+    assert_eq!(hog.exit_code, Some(137));
+    case.clean().await;
+}
+
+#[tokio::test]
+async fn dynamic_host_port_serves_http() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let case = Case::new(runtime, "berth-test-port").await;
+    let mut web = sh(
+        "web",
+        "mkdir -p /www && echo hello-berth > /www/index.html && exec httpd -f -p 8080 -h /www",
+    );
+    web.port_mappings = Some(vec![PortMapping {
+        container_port: Some(8080),
+        ..Default::default()
+    }]);
+    case.engine.apply(vec![case.task("port", vec![web])]);
+    let running = case.sink.wait("RUNNING", Duration::from_secs(30)).await;
+    let binding = change(&running, "web").network_bindings.clone().unwrap()[0].clone();
+    let port = u16::try_from(binding.host_port.unwrap()).unwrap();
+    assert_eq!(binding.container_port, Some(8080));
+    let mut body = String::new();
+    for _ in 0..50 {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let _ = stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
+            body.clear();
+            let _ = stream.read_to_string(&mut body);
+            if body.contains("hello-berth") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(body.contains("hello-berth"), "got {body:?}");
+    case.clean().await;
+}
+
+/// A Berth server in this process, for the agent to ship logs to.
+async fn server(dir: &std::path::Path) -> berth_server::Running {
+    berth_server::spawn(berth_server::Config::local(dir))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_output_arrives_via_get_log_events() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let endpoint = server.endpoint();
+    let client = berth_client::Client::new(
+        &endpoint,
+        berth_client::Credentials::new("a", "b", None),
+        "us-east-1",
+    )
+    .unwrap();
+    let shipper = berth_agent::LogShipper::new(Arc::new(client.clone()), Default::default(), None);
+    let case = Case::with_logs(runtime, "berth-test-logs", Some(shipper)).await;
+    let spec = case.task(
+        "logs",
+        vec![sh(
+            "talker",
+            "for i in 1 2 3; do echo out-$i; done; echo err-1 >&2; sleep 1; echo last",
+        )],
+    );
+    case.engine.apply(vec![spec]);
+    case.sink.wait("STOPPED", Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let messages = loop {
+        let got: Result<serde_json::Value, _> = client
+            .call_logs(
+                "GetLogEvents",
+                &serde_json::json!({
+                    "logGroupName": "/ecs/t",
+                    "logStreamName": "ecs/talker/logs",
+                    "startFromHead": true,
+                }),
+            )
+            .await;
+        let messages: Vec<String> = got
+            .ok()
+            .and_then(|v| v["events"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if messages.len() >= 5 || Instant::now() > deadline {
+            break messages;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Docker keeps stdout and stderr apart, so a stderr line written in the
+    // same millisecond as stdout lines may sort either side of them; each
+    // stream's own order, and every line, must hold.
+    let mut all = messages.clone();
+    all.sort();
+    assert_eq!(all, ["err-1", "last", "out-1", "out-2", "out-3"]);
+    let stdout: Vec<&str> = messages
+        .iter()
+        .map(String::as_str)
+        .filter(|m| *m != "err-1")
+        .collect();
+    assert_eq!(stdout, ["out-1", "out-2", "out-3", "last"]);
+    case.clean().await;
+    server.stop().await.unwrap();
+}
+
+#[derive(Default)]
+struct LogRecorder(Mutex<Vec<String>>);
+
+impl berth_agent::LogSink for LogRecorder {
+    fn put<'a>(
+        &'a self,
+        _destination: &'a berth_agent::LogDestination,
+        events: &'a [berth_agent::LogEvent],
+    ) -> BoxFuture<'a, Result<(), SubmitError>> {
+        Box::pin(async move {
+            self.0
+                .lock()
+                .unwrap()
+                .extend(events.iter().map(|e| e.message.clone()));
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_metadata_endpoint_is_reachable_from_a_container() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = runtime.bridge_gateway().await;
+    assert!(gateway.is_some(), "the bridge network has a gateway");
+    let listener = berth_agent::metadata::bind(None, gateway, dir.path())
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    let logs = Arc::new(LogRecorder::default());
+    let runtime = Arc::new(runtime);
+    let sink = Arc::new(Recorder::default());
+    let cluster = "berth-test-metadata";
+    remove_cluster_containers(&runtime, cluster).await;
+    let mut config = EngineConfig::new(cluster);
+    config.cleanup_wait = Duration::from_secs(3600);
+    config.stop_timeout = Duration::from_secs(2);
+    config.metadata_address = Some(address);
+    config.logs = Some(berth_agent::LogShipper::new(
+        logs.clone(),
+        Default::default(),
+        None,
+    ));
+    let (engine, _health) = Engine::start(
+        runtime.clone() as Arc<dyn ContainerRuntime>,
+        Reporter::new(sink.clone(), None),
+        config,
+    )
+    .await
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(berth_agent::metadata::serve(
+        listener,
+        engine.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let case = Case {
+        runtime,
+        sink,
+        engine,
+        cluster: cluster.to_owned(),
+    };
+    let spec = case.task(
+        "metadata",
+        vec![sh(
+            "reader",
+            // The agent records the container RUNNING once Docker's start
+            // returns; a query in the first instants could still see PENDING.
+            "sleep 1; wget -q -O- $ECS_CONTAINER_METADATA_URI_V4/task; echo; wget -q -O- $ECS_CONTAINER_METADATA_URI_V4; echo",
+        )],
+    );
+    case.engine.apply(vec![spec]);
+    case.sink.wait("STOPPED", Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = logs.0.lock().unwrap().clone();
+        if lines.len() >= 2 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let task: serde_json::Value = serde_json::from_str(&lines[0]).expect("task JSON");
+    assert_eq!(task["Family"], "t");
+    assert_eq!(task["Revision"], "1");
+    assert_eq!(task["LaunchType"], "EC2");
+    assert!(task["TaskARN"].as_str().unwrap().ends_with("/metadata"));
+    assert_eq!(task["Containers"][0]["Name"], "reader");
+    assert_eq!(
+        task["Containers"][0]["KnownStatus"], "RUNNING",
+        "{}",
+        lines[0]
+    );
+    let container: serde_json::Value = serde_json::from_str(&lines[1]).expect("container JSON");
+    assert_eq!(container["Name"], "reader");
+    assert_eq!(container["Type"], "NORMAL");
+    assert_eq!(container["Networks"][0]["NetworkMode"], "bridge");
+    assert!(
+        container["DockerName"]
+            .as_str()
+            .unwrap()
+            .starts_with("ecs-t-1-reader-")
+    );
+    let _ = stop.send(());
+    case.clean().await;
+}

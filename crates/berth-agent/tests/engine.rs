@@ -1,0 +1,796 @@
+//! The task engine's state machine on the fake runtime, in paused time.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_agent::runtime::fake::{FakeBehavior, FakeRuntime};
+use berth_agent::runtime::{BoxFuture, ContainerRuntime, ContainerStatus, RuntimeEventKind};
+use berth_agent::{Engine, EngineConfig, Report, Reporter, StateSink, SubmitError};
+use berth_types::agent::{
+    AgentMessage, ContainerSpec, DesiredStatus, Manifest, ManifestEntry, TaskSpec,
+};
+use berth_types::{
+    ContainerCondition, ContainerDefinition, ContainerDependency, HealthCheck, HealthStatus,
+    NetworkMode, PortMapping, SubmitTaskStateChangeRequest,
+};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+#[derive(Default)]
+struct Recorder {
+    reports: Mutex<Vec<Report>>,
+    failures_left: AtomicUsize,
+}
+
+impl StateSink for Recorder {
+    fn submit<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<(), SubmitError>> {
+        Box::pin(async move {
+            if self
+                .failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(SubmitError::Retry("server down".into()));
+            }
+            self.reports.lock().unwrap().push(report.clone());
+            Ok(())
+        })
+    }
+}
+
+impl Recorder {
+    fn task_reports(&self, arn: &str) -> Vec<SubmitTaskStateChangeRequest> {
+        self.reports
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r {
+                Report::Task(t) if t.task.as_deref() == Some(arn) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn statuses(&self, arn: &str) -> Vec<String> {
+        self.task_reports(arn)
+            .into_iter()
+            .filter_map(|r| r.status)
+            .collect()
+    }
+
+    fn last(&self, arn: &str) -> SubmitTaskStateChangeRequest {
+        self.task_reports(arn).pop().expect("no report")
+    }
+
+    async fn wait_status(&self, arn: &str, status: &str) {
+        for _ in 0..100_000 {
+            if self.statuses(arn).iter().any(|s| s == status) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{arn} never reported {status}: {:?}", self.statuses(arn));
+    }
+}
+
+struct Harness {
+    fake: FakeRuntime,
+    sink: Arc<Recorder>,
+    engine: Engine,
+    health: mpsc::UnboundedReceiver<AgentMessage>,
+}
+
+fn config(data_dir: Option<&std::path::Path>) -> EngineConfig {
+    let mut config = EngineConfig::new("arn:aws:ecs:us-east-1:000000000000:cluster/default");
+    config.data_dir = data_dir.map(Into::into);
+    config.cleanup_wait = Duration::from_secs(60);
+    config.task_cgroups = false;
+    config.port_range = 50000..=50010;
+    config
+}
+
+async fn harness_with(fake: FakeRuntime, data_dir: Option<&std::path::Path>) -> Harness {
+    let sink = Arc::new(Recorder::default());
+    let reporter = Reporter::new(sink.clone(), None);
+    let (engine, health) = Engine::start(Arc::new(fake.clone()), reporter, config(data_dir))
+        .await
+        .unwrap();
+    Harness {
+        fake,
+        sink,
+        engine,
+        health,
+    }
+}
+
+async fn harness() -> Harness {
+    let fake = FakeRuntime::new();
+    fake.add_local_image("app");
+    harness_with(fake, None).await
+}
+
+fn container(name: &str) -> ContainerDefinition {
+    ContainerDefinition {
+        name: Some(name.into()),
+        image: Some("app".into()),
+        command: Some(vec![name.into()]),
+        ..Default::default()
+    }
+}
+
+fn depends(
+    mut def: ContainerDefinition,
+    on: &str,
+    condition: ContainerCondition,
+) -> ContainerDefinition {
+    def.depends_on
+        .get_or_insert_with(Vec::new)
+        .push(ContainerDependency {
+            container_name: on.into(),
+            condition,
+        });
+    def
+}
+
+fn non_essential(mut def: ContainerDefinition) -> ContainerDefinition {
+    def.essential = Some(false);
+    def
+}
+
+fn with_health(mut def: ContainerDefinition) -> ContainerDefinition {
+    def.health_check = Some(HealthCheck {
+        command: vec!["CMD-SHELL".into(), "true".into()],
+        interval: None,
+        retries: None,
+        start_period: None,
+        timeout: None,
+    });
+    def
+}
+
+const TASK: &str = "arn:aws:ecs:us-east-1:000000000000:task/default/0123456789abcdef";
+
+fn task(containers: Vec<ContainerDefinition>) -> TaskSpec {
+    TaskSpec {
+        task_arn: TASK.into(),
+        cluster_arn: "arn:aws:ecs:us-east-1:000000000000:cluster/default".into(),
+        task_definition_arn: "arn:aws:ecs:us-east-1:000000000000:task-definition/web:3".into(),
+        family: "web".into(),
+        revision: 3,
+        desired_status: DesiredStatus::Running,
+        desired_version: 1,
+        network_mode: NetworkMode::Bridge,
+        cpu: None,
+        memory_mib: None,
+        containers: containers
+            .into_iter()
+            .map(|definition| ContainerSpec {
+                container_arn: format!("arn:container/{}", definition.name.clone().unwrap()),
+                definition,
+            })
+            .collect(),
+        volumes: vec![],
+        pid_mode: None,
+        ipc_mode: None,
+    }
+}
+
+fn stopped(spec: &TaskSpec, version: i64) -> TaskSpec {
+    TaskSpec {
+        desired_status: DesiredStatus::Stopped,
+        desired_version: version,
+        ..spec.clone()
+    }
+}
+
+fn container_report<'a>(
+    report: &'a SubmitTaskStateChangeRequest,
+    name: &str,
+) -> &'a berth_types::ContainerStateChange {
+    report
+        .containers
+        .iter()
+        .flatten()
+        .find(|c| c.container_name.as_deref() == Some(name))
+        .unwrap()
+}
+
+/// Names of containers in the order the runtime saw `kind` for them.
+fn record_events(fake: &FakeRuntime) -> Arc<Mutex<Vec<(String, RuntimeEventKind)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut events = fake.events();
+    let fake = fake.clone();
+    let out = seen.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            let name = fake
+                .containers()
+                .into_iter()
+                .find(|c| c.id == event.container_id)
+                .and_then(|c| c.labels.get("com.amazonaws.ecs.container-name").cloned())
+                .unwrap_or_default();
+            out.lock().unwrap().push((name, event.kind));
+        }
+    });
+    seen
+}
+
+fn started_order(seen: &Mutex<Vec<(String, RuntimeEventKind)>>) -> Vec<String> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, k)| *k == RuntimeEventKind::Started)
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn task_runs_and_stops_on_request() {
+    let h = harness().await;
+    let spec = task(vec![container("web")]);
+    h.engine.apply(vec![spec.clone()]);
+    h.sink.wait_status(TASK, "RUNNING").await;
+    let running = h.sink.last(TASK);
+    assert_eq!(
+        container_report(&running, "web").status.as_deref(),
+        Some("RUNNING")
+    );
+    assert!(running.pull_started_at.is_some() && running.pull_stopped_at.is_some());
+    let name = &h.fake.containers()[0].name;
+    assert!(name.starts_with("ecs-web-3-web-"), "{name}");
+
+    h.engine.apply(vec![stopped(&spec, 2)]);
+    h.sink.wait_status(TASK, "STOPPED").await;
+    assert_eq!(h.sink.statuses(TASK), ["PENDING", "RUNNING", "STOPPED"]);
+    let report = h.sink.last(TASK);
+    assert_eq!(report.reason, None);
+    assert!(report.execution_stopped_at.is_some());
+    let web = container_report(&report, "web");
+    assert_eq!(web.exit_code, Some(143));
+    assert_eq!(web.status.as_deref(), Some("STOPPED"));
+    assert!(web.runtime_id.is_some());
+
+    // Removed after the cleanup wait.
+    assert_eq!(h.fake.containers().len(), 1);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(h.fake.containers().is_empty());
+    assert!(h.engine.live_tasks().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn essential_exit_stops_the_task() {
+    let h = harness().await;
+    h.fake
+        .set_command_behavior("worker", FakeBehavior::exits(Duration::from_secs(5), 3));
+    h.engine
+        .apply(vec![task(vec![container("web"), container("worker")])]);
+    h.sink.wait_status(TASK, "STOPPED").await;
+    let report = h.sink.last(TASK);
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    assert_eq!(container_report(&report, "worker").exit_code, Some(3));
+    assert_eq!(container_report(&report, "web").exit_code, Some(143));
+    assert_eq!(h.sink.statuses(TASK), ["PENDING", "RUNNING", "STOPPED"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_essential_exit_is_reported_alone() {
+    let h = harness().await;
+    h.fake
+        .set_command_behavior("sidecar", FakeBehavior::exits(Duration::from_secs(5), 1));
+    h.engine.apply(vec![task(vec![
+        container("web"),
+        non_essential(container("sidecar")),
+    ])]);
+    h.sink.wait_status(TASK, "RUNNING").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let reports = h.sink.reports.lock().unwrap().clone();
+    let change = reports
+        .iter()
+        .find_map(|r| match r {
+            Report::Container(c) => Some(c.clone()),
+            _ => None,
+        })
+        .expect("a container state change");
+    assert_eq!(change.container_name.as_deref(), Some("sidecar"));
+    assert_eq!(change.status.as_deref(), Some("STOPPED"));
+    assert_eq!(change.exit_code, Some(1));
+    assert_eq!(h.sink.statuses(TASK), ["PENDING", "RUNNING"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn depends_on_start_and_complete_order_the_starts() {
+    let h = harness().await;
+    let seen = record_events(&h.fake);
+    h.fake
+        .set_command_behavior("init", FakeBehavior::exits(Duration::from_secs(3), 0));
+    h.engine.apply(vec![task(vec![
+        depends(container("app"), "init", ContainerCondition::Complete),
+        depends(container("proxy"), "app", ContainerCondition::Start),
+        non_essential(container("init")),
+    ])]);
+    h.sink.wait_status(TASK, "RUNNING").await;
+    tokio::task::yield_now().await;
+    assert_eq!(started_order(&seen), ["init", "app", "proxy"]);
+    let running = h.sink.last(TASK);
+    assert_eq!(container_report(&running, "init").exit_code, Some(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_dependency_that_fails_stops_the_task() {
+    let h = harness().await;
+    h.fake
+        .set_command_behavior("migrate", FakeBehavior::exits(Duration::from_secs(1), 2));
+    h.engine.apply(vec![task(vec![
+        depends(container("app"), "migrate", ContainerCondition::Success),
+        non_essential(container("migrate")),
+    ])]);
+    h.sink.wait_status(TASK, "STOPPED").await;
+    let report = h.sink.last(TASK);
+    let reason = report.reason.clone().unwrap();
+    assert!(
+        reason.starts_with("CannotStartContainerError: dependency migrate exited with code 2"),
+        "{reason}"
+    );
+    assert_eq!(container_report(&report, "app").exit_code, None);
+    assert!(!h.sink.statuses(TASK).contains(&"RUNNING".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_dependency_that_succeeds_lets_the_dependent_start() {
+    let h = harness().await;
+    let seen = record_events(&h.fake);
+    h.fake
+        .set_command_behavior("migrate", FakeBehavior::exits(Duration::from_secs(1), 0));
+    h.engine.apply(vec![task(vec![
+        depends(container("app"), "migrate", ContainerCondition::Success),
+        non_essential(container("migrate")),
+    ])]);
+    h.sink.wait_status(TASK, "RUNNING").await;
+    tokio::task::yield_now().await;
+    assert_eq!(started_order(&seen), ["migrate", "app"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn healthy_dependency_waits_for_health_and_reports_it() {
+    let mut h = harness().await;
+    let seen = record_events(&h.fake);
+    h.fake.set_command_behavior(
+        "db",
+        FakeBehavior {
+            health: vec![(Duration::from_secs(20), HealthStatus::Healthy)],
+            ..FakeBehavior::default()
+        },
+    );
+    let start = tokio::time::Instant::now();
+    h.engine.apply(vec![task(vec![
+        depends(container("app"), "db", ContainerCondition::Healthy),
+        with_health(container("db")),
+    ])]);
+    h.sink.wait_status(TASK, "RUNNING").await;
+    assert!(start.elapsed() >= Duration::from_secs(20));
+    tokio::task::yield_now().await;
+    assert_eq!(started_order(&seen), ["db", "app"]);
+    let Some(AgentMessage::Health(report)) = h.health.recv().await else {
+        panic!("no health report")
+    };
+    assert_eq!(report.task_arn, TASK);
+    assert_eq!(report.containers.len(), 1);
+    assert_eq!(report.containers[0].container_name, "db");
+    assert_eq!(report.containers[0].health_status, HealthStatus::Healthy);
+
+    // Later changes are reported too.
+    let db = h
+        .fake
+        .containers()
+        .into_iter()
+        .find(|c| c.labels.values().any(|v| v == "db"))
+        .unwrap();
+    h.fake.set_health(&db.id, HealthStatus::Unhealthy);
+    let Some(AgentMessage::Health(report)) = h.health.recv().await else {
+        panic!("no health report")
+    };
+    assert_eq!(report.containers[0].health_status, HealthStatus::Unhealthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_timeout_gives_up_on_dependencies() {
+    let h = harness().await;
+    let mut app = depends(container("app"), "db", ContainerCondition::Healthy);
+    app.start_timeout = Some(30);
+    let start = tokio::time::Instant::now();
+    h.engine
+        .apply(vec![task(vec![app, with_health(container("db"))])]);
+    h.sink.wait_status(TASK, "STOPPED").await;
+    assert!(start.elapsed() >= Duration::from_secs(30));
+    assert!(start.elapsed() < Duration::from_secs(31));
+    let report = h.sink.last(TASK);
+    assert!(report.reason.unwrap().contains("startTimeout of 30s"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_escalates_to_sigkill_after_stop_timeout_in_reverse_order() {
+    let h = harness().await;
+    let seen = record_events(&h.fake);
+    h.fake.set_command_behavior(
+        "stubborn",
+        FakeBehavior {
+            ignores_sigterm: true,
+            ..FakeBehavior::default()
+        },
+    );
+    let mut stubborn = depends(container("stubborn"), "base", ContainerCondition::Start);
+    stubborn.stop_timeout = Some(7);
+    let spec = task(vec![container("base"), stubborn]);
+    h.engine.apply(vec![spec.clone()]);
+    h.sink.wait_status(TASK, "RUNNING").await;
+    let start = tokio::time::Instant::now();
+    h.engine.apply(vec![stopped(&spec, 2)]);
+    h.sink.wait_status(TASK, "STOPPED").await;
+    assert!(start.elapsed() >= Duration::from_secs(7));
+    let report = h.sink.last(TASK);
+    assert_eq!(container_report(&report, "stubborn").exit_code, Some(137));
+    assert_eq!(container_report(&report, "base").exit_code, Some(143));
+    let died: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, k)| matches!(k, RuntimeEventKind::Died { .. }))
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(died, ["stubborn", "base"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pull_create_and_start_failures_use_ecs_names() {
+    let fake = FakeRuntime::new();
+    fake.fail_pulls(
+        "missing",
+        "pull access denied for missing, repository does not exist",
+    );
+    let h = harness_with(fake, None).await;
+    let mut missing = container("web");
+    missing.image = Some("missing".into());
+    h.engine.apply(vec![task(vec![missing])]);
+    h.sink.wait_status(TASK, "STOPPED").await;
+    let report = h.sink.last(TASK);
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("CannotPullContainerError: pull access denied for missing, repository does not exist")
+    );
+    assert_eq!(h.sink.statuses(TASK), ["PENDING", "STOPPED"]);
+    assert_eq!(h.fake.pulls(), ["missing"]);
+
+    for (arn, behavior, expected) in [
+        (
+            "arn:aws:ecs:us-east-1:000000000000:task/default/create",
+            FakeBehavior {
+                create_error: Some("bad mount".into()),
+                ..FakeBehavior::default()
+            },
+            "CannotCreateContainerError: bad mount",
+        ),
+        (
+            "arn:aws:ecs:us-east-1:000000000000:task/default/start",
+            FakeBehavior {
+                start_error: Some("exec: not found".into()),
+                ..FakeBehavior::default()
+            },
+            "CannotStartContainerError: exec: not found",
+        ),
+    ] {
+        h.fake.set_image_behavior("app", behavior);
+        let mut spec = task(vec![container("web")]);
+        spec.task_arn = arn.into();
+        h.engine.apply(vec![spec]);
+        h.sink.wait_status(arn, "STOPPED").await;
+        assert_eq!(h.sink.last(arn).reason.as_deref(), Some(expected));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_pull_behavior_uses_local_images_and_pulls_missing_ones() {
+    let h = harness().await;
+    let mut remote = container("remote");
+    remote.image = Some("remote:1".into());
+    h.engine.apply(vec![task(vec![container("web"), remote])]);
+    h.sink.wait_status(TASK, "RUNNING").await;
+    assert_eq!(h.fake.pulls(), ["remote:1"]);
+    let report = h.sink.last(TASK);
+    assert!(container_report(&report, "remote").image_digest.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn oom_is_reported_as_out_of_memory_error() {
+    let h = harness().await;
+    h.fake.set_command_behavior(
+        "hog",
+        FakeBehavior {
+            run_for: Some(Duration::from_secs(2)),
+            oom: true,
+            ..FakeBehavior::default()
+        },
+    );
+    h.engine.apply(vec![task(vec![container("hog")])]);
+    h.sink.wait_status(TASK, "STOPPED").await;
+    let report = h.sink.last(TASK);
+    let hog = container_report(&report, "hog");
+    assert_eq!(hog.exit_code, Some(137));
+    assert_eq!(
+        hog.reason.as_deref(),
+        Some("OutOfMemoryError: Container killed due to memory usage")
+    );
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_and_duplicate_payloads_change_nothing() {
+    let h = harness().await;
+    let spec = task(vec![container("web")]);
+    h.engine.apply(vec![spec.clone()]);
+    h.engine.apply(vec![spec.clone()]);
+    h.sink.wait_status(TASK, "RUNNING").await;
+    h.engine.apply(vec![TaskSpec {
+        desired_version: 3,
+        ..spec.clone()
+    }]);
+    // Older than version 3: ignored.
+    h.engine.apply(vec![stopped(&spec, 2)]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(h.fake.create_count(), 1);
+    assert_eq!(h.sink.statuses(TASK), ["PENDING", "RUNNING"]);
+    h.engine.apply(vec![stopped(&spec, 4)]);
+    h.sink.wait_status(TASK, "STOPPED").await;
+    // A late RUNNING payload never restarts a stopped task.
+    h.engine.apply(vec![TaskSpec {
+        desired_version: 9,
+        ..spec
+    }]);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(h.fake.create_count(), 1);
+    assert_eq!(h.sink.statuses(TASK), ["PENDING", "RUNNING", "STOPPED"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn manifest_stops_tasks_it_does_not_list() {
+    let h = harness().await;
+    h.engine.apply(vec![task(vec![container("web")])]);
+    h.sink.wait_status(TASK, "RUNNING").await;
+    let keep = "arn:aws:ecs:us-east-1:000000000000:task/default/other";
+    h.engine.apply_manifest(&Manifest {
+        message_id: "m1".into(),
+        timeline: 1,
+        tasks: vec![ManifestEntry {
+            task_arn: keep.into(),
+            desired_status: DesiredStatus::Stopped,
+        }],
+    });
+    h.sink.wait_status(TASK, "STOPPED").await;
+    // A task the server wants stopped that never ran here is reported STOPPED.
+    h.sink.wait_status(keep, "STOPPED").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn bridge_ports_are_allocated_reported_and_released() {
+    let h = harness().await;
+    let mut web = container("web");
+    web.port_mappings = Some(vec![
+        PortMapping {
+            container_port: Some(80),
+            ..Default::default()
+        },
+        PortMapping {
+            container_port: Some(81),
+            host_port: Some(8081),
+            ..Default::default()
+        },
+    ]);
+    let spec = task(vec![web]);
+    h.engine.apply(vec![spec.clone()]);
+    h.sink.wait_status(TASK, "RUNNING").await;
+    let report = h.sink.last(TASK);
+    let bindings = container_report(&report, "web")
+        .network_bindings
+        .clone()
+        .unwrap();
+    assert_eq!(bindings.len(), 2);
+    assert_eq!(bindings[0].container_port, Some(80));
+    assert_eq!(bindings[0].host_port, Some(50000));
+    assert_eq!(bindings[1].host_port, Some(8081));
+    assert_eq!(h.fake.containers()[0].port_bindings.len(), 2);
+
+    // A second task gets another dynamic port while the first holds 50000.
+    let mut second = spec.clone();
+    second.task_arn = "arn:aws:ecs:us-east-1:000000000000:task/default/second".into();
+    second.containers[0].definition.port_mappings = Some(vec![PortMapping {
+        container_port: Some(80),
+        ..Default::default()
+    }]);
+    h.engine.apply(vec![second.clone()]);
+    h.sink.wait_status(&second.task_arn, "RUNNING").await;
+    let report = h.sink.last(&second.task_arn);
+    assert_eq!(
+        container_report(&report, "web")
+            .network_bindings
+            .clone()
+            .unwrap()[0]
+            .host_port,
+        Some(50001)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarted_engine_adopts_running_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeRuntime::new();
+    fake.add_local_image("app");
+    let first = harness_with(fake.clone(), Some(dir.path())).await;
+    let mut web = container("web");
+    web.port_mappings = Some(vec![PortMapping {
+        container_port: Some(80),
+        ..Default::default()
+    }]);
+    let spec = task(vec![web, non_essential(container("sidecar"))]);
+    first.engine.apply(vec![spec.clone()]);
+    first.sink.wait_status(TASK, "RUNNING").await;
+    first.engine.detach();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fake.create_count(), 2);
+
+    // Containers of a task with no record: stopped when the first manifest
+    // does not want them.
+    let mut stray = task(vec![container("stray")]);
+    stray.task_arn = "arn:aws:ecs:us-east-1:000000000000:task/default/stray".into();
+    {
+        let h = harness_with(fake.clone(), None).await;
+        h.engine.apply(vec![stray.clone()]);
+        h.sink.wait_status(&stray.task_arn, "RUNNING").await;
+        h.engine.detach();
+    }
+
+    let second = harness_with(fake.clone(), Some(dir.path())).await;
+    assert_eq!(second.engine.live_tasks(), [TASK]);
+    // The payload the server re-sends after the reconnect adopts, not duplicates.
+    second.engine.apply(vec![spec.clone()]);
+    second.engine.apply_manifest(&Manifest {
+        message_id: "m".into(),
+        timeline: 1,
+        tasks: vec![ManifestEntry {
+            task_arn: TASK.into(),
+            desired_status: DesiredStatus::Running,
+        }],
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(fake.create_count(), 3);
+    let stray_container = fake
+        .containers()
+        .into_iter()
+        .find(|c| c.labels.values().any(|v| v == "stray"))
+        .unwrap();
+    assert_eq!(stray_container.status, ContainerStatus::Exited);
+
+    // The port stays booked: a new task cannot get it.
+    let mut other = task(vec![container("web")]);
+    other.task_arn = "arn:aws:ecs:us-east-1:000000000000:task/default/other".into();
+    other.containers[0].definition.port_mappings = Some(vec![PortMapping {
+        container_port: Some(80),
+        ..Default::default()
+    }]);
+    second.engine.apply(vec![other.clone()]);
+    second.sink.wait_status(&other.task_arn, "RUNNING").await;
+    let report = second.sink.last(&other.task_arn);
+    assert_ne!(
+        container_report(&report, "web")
+            .network_bindings
+            .clone()
+            .unwrap()[0]
+            .host_port,
+        Some(50000)
+    );
+
+    // The adopted task is supervised: its essential container's exit stops it.
+    let web = fake
+        .containers()
+        .into_iter()
+        .find(|c| {
+            c.labels
+                .get("com.amazonaws.ecs.task-arn")
+                .map(String::as_str)
+                == Some(TASK)
+                && c.labels
+                    .get("com.amazonaws.ecs.container-name")
+                    .map(String::as_str)
+                    == Some("web")
+        })
+        .unwrap();
+    fake.crash(&web.id, 137);
+    second.sink.wait_status(TASK, "STOPPED").await;
+    let report = second.sink.last(TASK);
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    assert_eq!(container_report(&report, "web").exit_code, Some(137));
+    assert_eq!(container_report(&report, "sidecar").exit_code, Some(143));
+    assert!(!second.sink.statuses(TASK).contains(&"PENDING".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_agents_containers_are_left_alone() {
+    let fake = FakeRuntime::new();
+    fake.add_local_image("app");
+    let start = |owner: &str| {
+        let mut config = config(None);
+        config.owner = owner.to_owned();
+        let sink = Arc::new(Recorder::default());
+        let fake = fake.clone();
+        async move {
+            let (engine, _health) =
+                Engine::start(Arc::new(fake), Reporter::new(sink.clone(), None), config)
+                    .await
+                    .unwrap();
+            (engine, sink)
+        }
+    };
+    let (neighbour, sink) = start("i-neighbour").await;
+    neighbour.apply(vec![task(vec![container("web")])]);
+    sink.wait_status(TASK, "RUNNING").await;
+
+    // A second agent on the same Docker Engine and cluster starts, and the
+    // server tells it it should run nothing.
+    let (me, _) = start("i-me").await;
+    me.apply_manifest(&Manifest {
+        message_id: "m".into(),
+        timeline: 1,
+        tasks: Vec::new(),
+    });
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(me.live_tasks().is_empty());
+    assert!(
+        fake.containers()
+            .iter()
+            .all(|c| c.status == ContainerStatus::Running),
+        "the neighbour's container keeps running"
+    );
+    assert!(!sink.statuses(TASK).contains(&"STOPPED".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reports_are_retried_in_order_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = Arc::new(Recorder::default());
+    down.failures_left.store(usize::MAX, Ordering::SeqCst);
+    let reporter = Reporter::new(down.clone(), Some(dir.path().to_owned()));
+    let request = |status: &str| {
+        Report::Task(SubmitTaskStateChangeRequest {
+            task: Some(TASK.into()),
+            status: Some(status.into()),
+            ..Default::default()
+        })
+    };
+    reporter.send(request("PENDING"));
+    reporter.send(request("RUNNING"));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(reporter.pending(), 2);
+    drop(reporter);
+
+    let up = Arc::new(Recorder::default());
+    up.failures_left.store(3, Ordering::SeqCst);
+    let reporter = Reporter::new(up.clone(), Some(dir.path().to_owned()));
+    reporter.resume();
+    reporter.send(request("STOPPED"));
+    for _ in 0..1000 {
+        if reporter.pending() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(up.statuses(TASK), ["PENDING", "RUNNING", "STOPPED"]);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

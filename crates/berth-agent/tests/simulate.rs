@@ -1,0 +1,313 @@
+//! Simulated hosts against an in-process control plane: they register as
+//! container instances spread over availability zones, connect their push
+//! channels, run the tasks RunTask places on them to RUNNING, stop them on
+//! StopTask or when their run time ends (exit code 0), keep their identities
+//! across a restart, and stop cleanly.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use berth_agent::{AgentConfig, Simulation};
+use berth_client::{Client, Credentials};
+use berth_types::*;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const CLUSTER: &str = "sim";
+
+struct ControlPlane {
+    server: berth_server::Running,
+    ecs: Client,
+    dir: tempfile::TempDir,
+}
+
+async fn control_plane() -> ControlPlane {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("warn,berth_agent::simulate=info")
+        .try_init();
+    let dir = tempfile::tempdir().expect("dir");
+    let server = berth_server::spawn(berth_server::Config::local(dir.path().join("server")))
+        .await
+        .expect("server starts");
+    let ecs = Client::new(
+        &server.endpoint(),
+        Credentials::new("AKID", "secret", None),
+        "us-east-1",
+    )
+    .expect("client");
+    ecs.send(&CreateClusterRequest {
+        cluster_name: Some(CLUSTER.into()),
+        ..CreateClusterRequest::default()
+    })
+    .await
+    .expect("cluster");
+    let td: RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+        "family": "app",
+        "containerDefinitions": [{"name": "app", "image": "berth-sim/app", "cpu": 128, "memory": 256}]
+    }))
+    .expect("task definition");
+    ecs.send(&td).await.expect("register task definition");
+    ControlPlane { server, ecs, dir }
+}
+
+/// A running simulation and the means to stop it.
+struct Fleet {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), berth_agent::AgentError>>,
+}
+
+impl Fleet {
+    fn start(plane: &ControlPlane, hosts: usize, run_time: Option<Duration>) -> Self {
+        let mut agent = AgentConfig::new(
+            plane.server.endpoint(),
+            CLUSTER,
+            plane.dir.path().join("agent"),
+        );
+        agent.credentials = Some(Credentials::new("AKID", "secret", None));
+        agent.region = Some("us-east-1".into());
+        agent.attributes = vec![("fleet".into(), "sim".into())];
+        let mut simulation = Simulation::new(agent, hosts);
+        simulation.task_start_delay = Duration::from_millis(20);
+        simulation.task_run_time = run_time;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(berth_agent::simulate(simulation, async {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the simulation stops within 10 s")
+            .expect("no panic")
+            .expect("the simulation ends cleanly");
+    }
+}
+
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn instances(ecs: &Client) -> Vec<ContainerInstance> {
+    let mut arns = Vec::new();
+    let mut next_token = None;
+    loop {
+        let page = ecs
+            .send(&ListContainerInstancesRequest {
+                cluster: Some(CLUSTER.into()),
+                next_token: next_token.take(),
+                ..ListContainerInstancesRequest::default()
+            })
+            .await
+            .expect("list instances");
+        arns.extend(page.container_instance_arns.unwrap_or_default());
+        next_token = page.next_token;
+        if next_token.is_none() {
+            break;
+        }
+    }
+    let mut all = Vec::new();
+    for chunk in arns.chunks(100) {
+        let page = ecs
+            .send(&DescribeContainerInstancesRequest {
+                cluster: Some(CLUSTER.into()),
+                container_instances: chunk.to_vec(),
+                include: None,
+            })
+            .await
+            .expect("describe instances");
+        all.extend(page.container_instances.unwrap_or_default());
+    }
+    all
+}
+
+/// Waits until exactly `hosts` instances are registered and connected.
+async fn connected(ecs: &Client, hosts: usize) -> Vec<ContainerInstance> {
+    eventually(
+        &format!("{hosts} connected container instances"),
+        Duration::from_secs(30),
+        || async {
+            let all = instances(ecs).await;
+            (all.len() == hosts && all.iter().all(|ci| ci.agent_connected)).then_some(all)
+        },
+    )
+    .await
+}
+
+fn attribute<'a>(ci: &'a ContainerInstance, name: &str) -> Option<&'a str> {
+    ci.attributes
+        .iter()
+        .flatten()
+        .find(|a| a.name == name)
+        .and_then(|a| a.value.as_deref())
+}
+
+async fn run_tasks(ecs: &Client, count: i32) -> Vec<String> {
+    let response = ecs
+        .send(&RunTaskRequest {
+            cluster: Some(CLUSTER.into()),
+            task_definition: "app".into(),
+            count: Some(count),
+            ..RunTaskRequest::default()
+        })
+        .await
+        .expect("run task");
+    assert_eq!(response.failures.unwrap_or_default(), vec![]);
+    response
+        .tasks
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| t.task_arn)
+        .collect()
+}
+
+async fn describe(ecs: &Client, tasks: &[String]) -> Vec<Task> {
+    ecs.send(&DescribeTasksRequest {
+        cluster: Some(CLUSTER.into()),
+        tasks: tasks.to_vec(),
+        include: None,
+    })
+    .await
+    .expect("describe tasks")
+    .tasks
+    .unwrap_or_default()
+}
+
+async fn all_reach(ecs: &Client, tasks: &[String], status: &str) -> Vec<Task> {
+    eventually(
+        &format!("{} tasks {status}", tasks.len()),
+        Duration::from_secs(30),
+        || async {
+            let found = describe(ecs, tasks).await;
+            (found.len() == tasks.len()
+                && found
+                    .iter()
+                    .all(|t| t.last_status.as_deref() == Some(status)))
+            .then_some(found)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_hosts_register_over_three_zones_and_run_tasks() {
+    let plane = control_plane().await;
+    let fleet = Fleet::start(&plane, 50, None);
+    let all = connected(&plane.ecs, 50).await;
+
+    let mut zones: BTreeMap<&str, usize> = BTreeMap::new();
+    for ci in &all {
+        *zones
+            .entry(attribute(ci, "ecs.availability-zone").expect("zone"))
+            .or_default() += 1;
+        assert_eq!(attribute(ci, "fleet"), Some("sim"));
+        let cpu = ci
+            .registered_resources
+            .iter()
+            .flatten()
+            .find(|r| r.name.as_deref() == Some("CPU"))
+            .expect("CPU");
+        assert_eq!(cpu.integer_value, 2048);
+    }
+    assert_eq!(
+        zones,
+        BTreeMap::from([("us-east-1a", 17), ("us-east-1b", 17), ("us-east-1c", 16)])
+    );
+    let mut instance_ids: Vec<_> = all
+        .iter()
+        .filter_map(|ci| ci.ec2_instance_id.clone())
+        .collect();
+    instance_ids.sort();
+    instance_ids.dedup();
+    assert_eq!(instance_ids.len(), 50, "every host has its own identity");
+
+    let tasks = run_tasks(&plane.ecs, 10).await;
+    assert_eq!(tasks.len(), 10);
+    let running = all_reach(&plane.ecs, &tasks, "RUNNING").await;
+    for task in &running {
+        let container = &task.containers.as_ref().expect("containers")[0];
+        assert_eq!(container.last_status.as_deref(), Some("RUNNING"));
+        assert!(container.runtime_id.is_some());
+    }
+
+    plane
+        .ecs
+        .send(&StopTaskRequest {
+            cluster: Some(CLUSTER.into()),
+            task: tasks[0].clone(),
+            reason: Some("enough".into()),
+        })
+        .await
+        .expect("stop task");
+    let stopped = all_reach(&plane.ecs, &tasks[..1], "STOPPED").await;
+    assert_eq!(stopped[0].stopped_reason.as_deref(), Some("enough"));
+    assert_eq!(stopped[0].stop_code, Some(TaskStopCode::UserInitiated));
+    // The others keep running.
+    let rest = describe(&plane.ecs, &tasks[1..]).await;
+    assert!(
+        rest.iter()
+            .all(|t| t.last_status.as_deref() == Some("RUNNING"))
+    );
+
+    fleet.stop().await;
+    eventually(
+        "every instance disconnected",
+        Duration::from_secs(10),
+        || async {
+            instances(&plane.ecs)
+                .await
+                .iter()
+                .all(|ci| !ci.agent_connected)
+                .then_some(())
+        },
+    )
+    .await;
+    plane.server.stop().await.expect("server stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_end_after_their_run_time_and_hosts_keep_their_identity() {
+    let plane = control_plane().await;
+    let fleet = Fleet::start(&plane, 5, Some(Duration::from_millis(500)));
+    let before = connected(&plane.ecs, 5).await;
+
+    let tasks = run_tasks(&plane.ecs, 3).await;
+    let stopped = all_reach(&plane.ecs, &tasks, "STOPPED").await;
+    for task in &stopped {
+        assert_eq!(task.stop_code, Some(TaskStopCode::EssentialContainerExited));
+        let container = &task.containers.as_ref().expect("containers")[0];
+        assert_eq!(container.exit_code, Some(0));
+        assert!(task.started_at.is_some(), "the task ran before it ended");
+    }
+
+    // A restarted simulation comes back as the same five instances.
+    fleet.stop().await;
+    let fleet = Fleet::start(&plane, 5, None);
+    let after = connected(&plane.ecs, 5).await;
+    let arns = |all: &[ContainerInstance]| {
+        let mut arns: Vec<_> = all
+            .iter()
+            .filter_map(|ci| ci.container_instance_arn.clone())
+            .collect();
+        arns.sort();
+        arns
+    };
+    assert_eq!(arns(&before), arns(&after));
+    fleet.stop().await;
+    plane.server.stop().await.expect("server stops");
+}
