@@ -1,0 +1,178 @@
+//! `berth agent`: joins this host to a cluster as a container instance and
+//! runs its tasks on the local Docker Engine until SIGTERM or SIGINT
+//! (containers keep running across an agent restart and are adopted) — or,
+//! with `--simulate N`, runs N simulated hosts on the fake runtime to drive
+//! the control plane at scale.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use berth_agent::runtime::docker::DockerRuntime;
+use berth_agent::{AgentConfig, ContainerRuntime, HostResources, Simulation};
+use clap::Args;
+
+/// ECS's `ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION`.
+const CLEANUP_WAIT: u64 = 3 * 3600;
+/// Simulated hosts forget stopped tasks sooner: nobody inspects their
+/// containers, and at 100,000 tasks three hours of them would dominate the
+/// simulator's memory.
+const SIMULATED_CLEANUP_WAIT: u64 = 60;
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The control plane's ECS endpoint.
+    #[arg(
+        long,
+        env = "BERTH_ENDPOINT",
+        default_value = "http://127.0.0.1:4610",
+        value_name = "URL"
+    )]
+    endpoint: String,
+    /// The cluster to join.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// Where the agent keeps its identity, task records and unsent reports.
+    #[arg(
+        long,
+        env = "BERTH_AGENT_DATA_DIR",
+        default_value = "./.berth-agent",
+        value_name = "DIR"
+    )]
+    data_dir: PathBuf,
+    /// Extra container instance attributes, `k=v,k2=v2`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_attribute)]
+    attributes: Vec<(String, String)>,
+    /// The availability zone this host reports (`ecs.availability-zone`).
+    #[arg(long, default_value = "local-1a", value_name = "AZ")]
+    availability_zone: String,
+    /// Seconds a stopped task's containers (and the agent's record of it)
+    /// are kept before removal (ECS: ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION;
+    /// default 10800, or 60 for simulated hosts).
+    #[arg(long, env = "BERTH_TASK_CLEANUP_WAIT", value_name = "SECS")]
+    task_cleanup_wait: Option<u64>,
+    #[command(flatten)]
+    simulation: SimulationArgs,
+}
+
+/// `--simulate` and the options that shape the simulated hosts.
+#[derive(Debug, Args)]
+struct SimulationArgs {
+    /// Instead of this host, register N simulated hosts that run their tasks
+    /// on a fake runtime (identities under DIR/simulated/CLUSTER/).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    simulate: Option<u32>,
+    /// CPU units each simulated host offers (1024 per vCPU).
+    #[arg(
+        long,
+        requires = "simulate",
+        default_value_t = 2048,
+        value_name = "UNITS"
+    )]
+    cpu: u32,
+    /// Memory each simulated host offers.
+    #[arg(
+        long,
+        requires = "simulate",
+        default_value_t = 4096,
+        value_name = "MIB"
+    )]
+    memory: u64,
+    /// Seconds a simulated container runs before exiting 0 (default: until
+    /// stopped).
+    #[arg(long, requires = "simulate", value_parser = parse_seconds, value_name = "SECS")]
+    task_run_seconds: Option<Duration>,
+    /// Milliseconds a simulated container takes to start.
+    #[arg(long, requires = "simulate", default_value_t = 50, value_name = "MS")]
+    task_start_delay_ms: u64,
+    /// Availability zones to spread the simulated hosts over, round robin
+    /// (default: a, b and c of the region).
+    #[arg(
+        long,
+        requires = "simulate",
+        conflicts_with = "availability_zone",
+        value_delimiter = ',',
+        value_name = "AZ,…"
+    )]
+    zones: Vec<String>,
+    /// The most API calls the simulated hosts have in flight together.
+    #[arg(long, requires = "simulate", default_value_t = 32, value_name = "N")]
+    max_concurrent_calls: usize,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("expected a number of seconds, got {s:?}"))
+}
+
+fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected k=v, got {s:?}")),
+    }
+}
+
+impl AgentArgs {
+    pub fn config(&self) -> AgentConfig {
+        let mut config = AgentConfig::new(&self.endpoint, &self.cluster, &self.data_dir);
+        config.attributes = self.attributes.clone();
+        config.availability_zone = self.availability_zone.clone();
+        let default_wait = if self.simulation.simulate.is_some() {
+            SIMULATED_CLEANUP_WAIT
+        } else {
+            CLEANUP_WAIT
+        };
+        config.cleanup_wait = Duration::from_secs(self.task_cleanup_wait.unwrap_or(default_wait));
+        config
+    }
+
+    /// The simulation `--simulate` asks for, if it does.
+    fn simulation(&self) -> Option<Simulation> {
+        let args = &self.simulation;
+        let hosts = usize::try_from(args.simulate?).ok()?;
+        let mut simulation = Simulation::new(self.config(), hosts);
+        simulation.resources = HostResources {
+            cpu_units: args.cpu,
+            memory_mib: args.memory,
+        };
+        simulation.zones = args.zones.clone();
+        simulation.task_start_delay = Duration::from_millis(args.task_start_delay_ms);
+        simulation.task_run_time = args.task_run_seconds;
+        simulation.max_concurrent_calls = args.max_concurrent_calls;
+        Some(simulation)
+    }
+
+    /// The log filter when `BERTH_LOG` sets none: thousands of simulated
+    /// hosts would drown the simulator's own progress in per-host lines.
+    pub fn default_log_filter(&self) -> &'static str {
+        if self.simulation.simulate.is_some() {
+            "info,berth_agent=warn,berth_agent::simulate=info"
+        } else {
+            "info"
+        }
+    }
+}
+
+/// The local Docker Engine, as the agent's runtime.
+pub async fn docker() -> anyhow::Result<Arc<dyn ContainerRuntime>> {
+    let runtime = DockerRuntime::connect().await.context(
+        "cannot reach the Docker Engine (is it running, and is /var/run/docker.sock readable?)",
+    )?;
+    Ok(Arc::new(runtime))
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let shutdown = super::server::shutdown_signal().context("cannot install signal handlers")?;
+    if let Some(simulation) = args.simulation() {
+        berth_agent::simulate(simulation, shutdown).await?;
+        tracing::info!("simulated hosts stopped");
+        return Ok(());
+    }
+    let runtime = docker().await?;
+    berth_agent::run(args.config(), runtime, shutdown).await?;
+    tracing::info!("berth agent stopped");
+    Ok(())
+}

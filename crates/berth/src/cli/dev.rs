@@ -1,0 +1,112 @@
+//! `berth dev`: the whole system on one machine in one command — the
+//! control plane on its embedded store, cluster `default`, and an agent
+//! that offers this host's Docker Engine to it as a container instance.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use berth_client::Client;
+use clap::Args;
+use tokio::sync::{oneshot, watch};
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The address to serve the ECS API on.
+    #[arg(long, default_value = "127.0.0.1:4610", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Where the store and the agent keep their files.
+    #[arg(
+        long,
+        env = "BERTH_DATA_DIR",
+        default_value = "./.berth",
+        value_name = "DIR"
+    )]
+    data_dir: PathBuf,
+}
+
+const CLUSTER: &str = "default";
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let signal = super::server::shutdown_signal().context("cannot install signal handlers")?;
+    // Checked first: without an engine there is nothing to run tasks on.
+    let runtime = super::agent::docker().await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let config = berth_server::Config {
+        listen: args.listen,
+        data_dir: args.data_dir.join("server"),
+        account_id: "000000000000".into(),
+        region: "us-east-1".into(),
+    };
+    let server_stop = stopped(stop_rx.clone());
+    let server = tokio::spawn(async move {
+        berth_server::serve(
+            config,
+            move |addr| {
+                let _ = ready_tx.send(addr);
+            },
+            server_stop,
+        )
+        .await
+    });
+    let Ok(addr) = ready_rx.await else {
+        // The server ended before it was ready; its error says why.
+        server.await.context("the server task failed")??;
+        anyhow::bail!("the server stopped before it was ready");
+    };
+    let endpoint = format!("http://{addr}");
+
+    let client = Client::from_env(&endpoint).context("cannot create the API client")?;
+    client
+        .send(&berth_types::CreateClusterRequest {
+            cluster_name: Some(CLUSTER.into()),
+            ..Default::default()
+        })
+        .await
+        .context("cannot create the default cluster")?;
+
+    let agent_config =
+        berth_agent::AgentConfig::new(&endpoint, CLUSTER, args.data_dir.join("agent"));
+    let agent_stop = stopped(stop_rx.clone());
+    let agent = tokio::spawn(berth_agent::run(agent_config, runtime, agent_stop));
+
+    println!(
+        "berth dev: the ECS API is at {endpoint}; cluster \"{CLUSTER}\" runs tasks on this host's Docker Engine."
+    );
+    println!("Try:");
+    println!(
+        "  export AWS_ACCESS_KEY_ID=berth AWS_SECRET_ACCESS_KEY=berth AWS_DEFAULT_REGION=us-east-1"
+    );
+    println!("  aws ecs --endpoint-url {endpoint} list-container-instances");
+    println!("  aws ecs --endpoint-url {endpoint} run-task --task-definition FAMILY");
+
+    let mut server = server;
+    let mut agent = agent;
+    tokio::select! {
+        () = signal => {}
+        result = &mut agent => {
+            // The agent gave up (its error says why); take the server down too.
+            stop_tx.send_replace(true);
+            server.await.context("the server task failed")??;
+            result.context("the agent task failed")??;
+            anyhow::bail!("the agent stopped unexpectedly");
+        }
+        result = &mut server => {
+            stop_tx.send_replace(true);
+            agent.await.context("the agent task failed")??;
+            result.context("the server task failed")??;
+            anyhow::bail!("the server stopped unexpectedly");
+        }
+    }
+    stop_tx.send_replace(true);
+    // The agent first, so it never reports to a server that is gone.
+    agent.await.context("the agent task failed")??;
+    server.await.context("the server task failed")??;
+    tracing::info!("berth dev stopped");
+    Ok(())
+}
