@@ -1,5 +1,6 @@
 //! The command tree (`berth server`, `berth agent`, `berth dev`, `berth cluster …`, `berth taskdef …`,
-//! `berth instance …`, `berth logs`) and the options every client verb shares.
+//! `berth instance …`, `berth service …`, `berth logs`), the options every client verb shares, and
+//! the exit status an error ends the process with.
 
 use anyhow::Context as _;
 use berth_client::Client;
@@ -13,6 +14,7 @@ mod instance;
 mod logs;
 mod output;
 mod server;
+mod service;
 mod taskdef;
 
 use output::Output;
@@ -40,6 +42,8 @@ enum Command {
     Taskdef(taskdef::TaskdefArgs),
     /// Inspect container instances (the hosts running `berth agent`).
     Instance(instance::InstanceArgs),
+    /// Create, scale, deploy and delete services; watch rollouts live.
+    Service(service::ServiceArgs),
     /// Print a task's container output (`--follow` to keep reading).
     Logs(logs::LogsArgs),
 }
@@ -80,6 +84,28 @@ impl ClientArgs {
     }
 }
 
+/// An error that ends the process with its own status rather than 1, for
+/// verbs whose status tells scripts more than "failed" (`service deploy`
+/// exits 2 when it timed out).
+#[derive(Debug)]
+pub struct Exit {
+    pub status: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// The exit status for an error of [`run`].
+pub fn exit_status(error: &anyhow::Error) -> u8 {
+    error.downcast_ref::<Exit>().map_or(1, |exit| exit.status)
+}
+
 /// Parses a generated ECS enum by its wire spelling (in any case), listing
 /// the values in `--help`.
 fn wire_enum<T: Copy + Send + Sync + 'static>(
@@ -102,6 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(args) => cluster::run(args).await,
         Command::Taskdef(args) => taskdef::run(args).await,
         Command::Instance(args) => instance::run(args).await,
+        Command::Service(args) => service::run(args).await,
         Command::Logs(args) => logs::run(args).await,
     }
 }
@@ -166,6 +193,57 @@ mod tests {
             .map(|c| c.render_long_help().to_string())
             .unwrap();
         assert!(help.contains("REGISTRATION_FAILED"), "{help}");
+    }
+
+    #[test]
+    fn service_options_go_anywhere_and_counts_are_checked() {
+        let Command::Service(service) =
+            parse(&["service", "ls", "--cluster", "prod", "-o", "json"])
+                .unwrap()
+                .command
+        else {
+            panic!("not a service command");
+        };
+        assert_eq!(service.client.output, Output::Json);
+        let rendered = format!("{service:?}");
+        assert!(rendered.contains("cluster: Some(\"prod\")"), "{rendered}");
+        for args in [
+            &["service", "scale", "web", "-1"][..],
+            &["service", "create", "web"],
+            &[
+                "service",
+                "create",
+                "web",
+                "--task-definition",
+                "web",
+                "--daemon",
+                "--desired-count",
+                "2",
+            ],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn errors_exit_1_unless_they_say_otherwise() {
+        assert_eq!(exit_status(&anyhow::anyhow!("failed")), 1);
+        let timeout = anyhow::Error::from(Exit {
+            status: 2,
+            message: "timed out".into(),
+        });
+        assert_eq!(exit_status(&timeout), 2);
+        assert_eq!(exit_status(&timeout.context("while deploying")), 2);
+        assert_eq!(
+            format!(
+                "{:#}",
+                anyhow::Error::from(Exit {
+                    status: 2,
+                    message: "m".into()
+                })
+            ),
+            "m"
+        );
     }
 
     #[test]

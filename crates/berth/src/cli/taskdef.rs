@@ -150,7 +150,7 @@ async fn list_all(
 }
 
 /// `family:revision` of an ARN, or the ARN itself when it is not one.
-fn family_revision(arn: &str) -> (&str, &str) {
+pub(super) fn family_revision(arn: &str) -> (&str, &str) {
     Arn::parse(arn)
         .and_then(|parsed| parsed.resource.rsplit_once(':'))
         .unwrap_or((arn, "-"))
