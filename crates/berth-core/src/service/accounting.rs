@@ -3,9 +3,14 @@
 //! RUNNING resets the launch backoff and moves its deployment's circuit
 //! breaker to stage 2; a task that became healthy resets the breaker's
 //! count (`resetOnHealthyTask`, default on); a task that stopped before
-//! RUNNING is a failed launch (backoff, breaker stage 1); a task failing
-//! its health check after the grace period counts for the breaker (stage
-//! 2) and is reported.
+//! RUNNING is a failed launch (backoff, breaker stage 1); a task whose
+//! essential container exited before the task ever counted as healthy
+//! failed to start too, for the breaker in either stage (a container that
+//! exits at once does reach RUNNING for a moment, and ECS trips the breaker
+//! on "a task from the new deployment stopped or failed to start
+//! consecutively"), but not for the backoff, which ECS keeps for tasks that
+//! never ran; a task failing its health check after the grace period counts
+//! for the breaker (stage 2) and is reported.
 
 use berth_types::TaskStopCode;
 
@@ -55,13 +60,18 @@ pub(super) fn account(r: &mut Round<'_>) {
             continue;
         }
         marks.ended = true;
-        if t.stop_code == Some(TaskStopCode::TaskFailedToStart) {
-            failed_launch = true;
-            if let Some(d) = r.state.deployment_mut(&t.started_by)
-                && !d.reached_running
-            {
-                d.failed_tasks = d.failed_tasks.saturating_add(1);
-            }
+        // Once healthy (or already counted unhealthy), dying later is not a
+        // failure of the deployment.
+        let died_unproven = t.stop_code == Some(TaskStopCode::EssentialContainerExited)
+            && !marks.healthy
+            && !marks.unhealthy;
+        let never_ran = t.stop_code == Some(TaskStopCode::TaskFailedToStart);
+        failed_launch |= never_ran;
+        if let Some(d) = r.state.deployment_mut(&t.started_by)
+            && (died_unproven || (never_ran && !d.reached_running))
+        {
+            d.failed_tasks = d.failed_tasks.saturating_add(1);
+            d.failing_health_checks = false;
         }
     }
     for t in &tasks {
@@ -75,6 +85,7 @@ pub(super) fn account(r: &mut Round<'_>) {
         marks.unhealthy = true;
         if let Some(d) = r.state.deployment_mut(&t.started_by) {
             d.failed_tasks = d.failed_tasks.saturating_add(1);
+            d.failing_health_checks = true;
         }
         r.emit(events::failed_health_checks(&r.snap.name, &t.id));
     }

@@ -4,7 +4,9 @@
 //! the last COMPLETED deployment's task definition takes over. Failures
 //! are counted in `accounting`: tasks that fail to start until one of the
 //! deployment's tasks reaches RUNNING (stage 1), then tasks failing their
-//! container health check (stage 2).
+//! container health check (stage 2), and in both stages tasks whose
+//! essential container exited before they ever counted as healthy. The
+//! reason names the kind of the failure that tripped it.
 
 use berth_types::{DeploymentRolloutState, ThresholdConfiguration, ThresholdType};
 
@@ -62,7 +64,7 @@ pub(super) fn check(r: &mut Round<'_>) {
     } else {
         "tasks"
     };
-    let what = if primary.reached_running {
+    let what = if primary.failing_health_checks {
         format!("{noun} failed health checks")
     } else {
         format!("{noun} failed to start")

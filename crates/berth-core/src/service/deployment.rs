@@ -76,6 +76,11 @@ pub struct Deployment {
     /// checks instead (its stage 2).
     #[serde(default)]
     pub reached_running: bool,
+    /// The latest failure counted in `failed_tasks` was a failed health
+    /// check rather than a task that failed to start; the circuit breaker's
+    /// reason says which.
+    #[serde(default)]
+    pub failing_health_checks: bool,
 }
 
 impl Deployment {
@@ -93,6 +98,7 @@ impl Deployment {
             created_at_millis: now,
             updated_at_millis: now,
             reached_running: false,
+            failing_health_checks: false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The deployment circuit breaker: threshold arithmetic, failing a
 //! deployment, rolling back, stalling, and its two stages.
 
-use berth_types::{DeploymentRolloutState, HealthStatus, ThresholdType};
+use berth_types::{DeploymentRolloutState, HealthStatus, TaskStopCode, ThresholdType};
 
 use super::sim::*;
 use crate::service::*;
@@ -341,4 +341,55 @@ fn a_failed_deployment_with_tasks_left_stays_listed_as_active_and_failed() {
         )
     );
     assert_eq!(d.state.deployments[1].failed_tasks, 3);
+}
+
+/// A container that exits at once reaches RUNNING for a moment: its tasks
+/// still fail the deployment ("failed to start") and the rollback returns
+/// to the last completed deployment, while the old tasks keep serving.
+#[test]
+fn tasks_whose_container_exits_at_once_trip_the_breaker() {
+    let mut sim = Sim::replica("web", 3, 100, 200);
+    sim.snap.circuit_breaker = Some(breaker(true));
+    let good = sim.primary_id();
+    let bad = sim.deploy("web:2");
+    sim.launch = Launch::ExitsAtOnce;
+    let rounds = run_until_failed(&mut sim, &bad);
+    let (d, before) = rounds.split_last().unwrap();
+    let crashed: u32 = before.iter().map(started).sum();
+    assert_eq!(crashed, 3, "one wave of three crashing tasks trips it");
+    // The round that trips it starts the rollback's tasks.
+    assert_eq!(started(d), 3);
+    assert!(d.start.iter().all(|s| s.task_definition == "web:1"));
+    assert!(
+        messages(d).contains(
+            &format!("(service web) (deployment {bad}) deployment failed: tasks failed to start.")
+                .as_str()
+        )
+    );
+    assert_eq!(
+        d.state.deployments[0].rollout_state_reason,
+        format!("ECS deployment circuit breaker: rolling back to deploymentId {good}.")
+    );
+    // Crashes of tasks that ran are not launch failures: no backoff.
+    assert_eq!(d.state.throttle, Throttle::default());
+    assert_eq!(sim.trough_healthy, 3);
+}
+
+/// A task that was healthy and then died (killed, crashed later) is
+/// replaced but is no failure of its deployment.
+#[test]
+fn a_task_that_dies_after_turning_healthy_does_not_count() {
+    let mut sim = Sim::replica("web", 2, 100, 200);
+    sim.snap.circuit_breaker = Some(breaker(false));
+    let bad = sim.deploy("web:2");
+    sim.converge(10);
+    let d = sim.tick();
+    assert_eq!(d.state.deployments[0].id, bad);
+    let victim = sim.live()[0].id.clone();
+    let t = sim.task_mut(&victim);
+    t.last_status = TaskStatus::Stopped;
+    t.stop_code = Some(TaskStopCode::EssentialContainerExited);
+    let d = sim.round();
+    assert_eq!(started(&d), 1);
+    assert_eq!(d.state.deployments[0].failed_tasks, 0);
 }

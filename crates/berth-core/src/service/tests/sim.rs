@@ -81,6 +81,9 @@ pub enum Launch {
     Runs,
     /// They are placed, then stop before RUNNING (TaskFailedToStart).
     FailsToStart,
+    /// They are placed and reach RUNNING, but their essential container
+    /// exits at once (EssentialContainerExited), before any health check.
+    ExitsAtOnce,
     /// They cannot be placed.
     Unplaceable(PlacementFailure),
 }
@@ -301,12 +304,20 @@ impl Sim {
         let (now, launch) = (self.now, self.launch.clone());
         for t in &mut self.snap.tasks {
             if t.last_status == TaskStatus::Pending && !t.stop_requested {
-                if launch == Launch::FailsToStart {
-                    t.last_status = TaskStatus::Stopped;
-                    t.stop_code = Some(TaskStopCode::TaskFailedToStart);
-                } else {
-                    t.last_status = TaskStatus::Running;
-                    t.started_at_millis = Some(now);
+                match launch {
+                    Launch::FailsToStart => {
+                        t.last_status = TaskStatus::Stopped;
+                        t.stop_code = Some(TaskStopCode::TaskFailedToStart);
+                    }
+                    Launch::ExitsAtOnce => {
+                        t.last_status = TaskStatus::Stopped;
+                        t.started_at_millis = Some(now);
+                        t.stop_code = Some(TaskStopCode::EssentialContainerExited);
+                    }
+                    Launch::Runs | Launch::Unplaceable(_) => {
+                        t.last_status = TaskStatus::Running;
+                        t.started_at_millis = Some(now);
+                    }
                 }
             }
         }
