@@ -142,12 +142,14 @@ impl<'a> ScaleIn<'a> {
 }
 
 /// Stops `candidates` as far as minimumHealthyPercent allows, given the
-/// active `population` (which includes them). Tasks that do not count
-/// towards the minimum (not RUNNING yet, or warming up) go at once.
-/// Unhealthy tasks still count as running: each goes only while more than
-/// `lower` tasks run, so with room under maximumPercent the replacement
+/// active `population` (which includes them). Tasks not RUNNING yet go at
+/// once. Unhealthy tasks still count as running: each goes only while more
+/// than `lower` tasks run, so with room under maximumPercent the replacement
 /// starts (and turns healthy) first, and without it they go one by one.
-/// Healthy tasks go in scale-in order while more than `lower` are healthy.
+/// Warming tasks may already serve and turn healthy by themselves, so they
+/// go only while the minimum holds without them: a deployment right after a
+/// scale-up keeps the old tasks until new ones count. Healthy tasks go in
+/// scale-in order while more than `lower` are healthy.
 pub(super) fn stop_within_minimum<'a>(
     r: &mut Round<'a>,
     candidates: Vec<&'a TaskView>,
@@ -164,8 +166,7 @@ pub(super) fn stop_within_minimum<'a>(
     let mut healthy = count(&[Standing::Healthy]);
     let mut running = count(&[Standing::Healthy, Standing::Unhealthy]);
     let mut picker = ScaleIn::new(r, population, candidates);
-    let uncounted = |s| matches!(s, Standing::Starting | Standing::Warming);
-    while let Some(t) = picker.take(uncounted) {
+    while let Some(t) = picker.take(|s| s == Standing::Starting) {
         let reason = r.scaling_reason();
         r.request_stop(t, reason);
     }
@@ -174,6 +175,12 @@ pub(super) fn stop_within_minimum<'a>(
     {
         r.request_stop(t, UNHEALTHY_REASON.to_owned());
         running -= 1;
+    }
+    while healthy >= lower
+        && let Some(t) = picker.take(|s| s == Standing::Warming)
+    {
+        let reason = r.scaling_reason();
+        r.request_stop(t, reason);
     }
     while healthy > lower
         && running > lower

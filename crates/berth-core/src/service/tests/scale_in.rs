@@ -99,3 +99,38 @@ fn the_oldest_deployment_goes_first() {
     assert_eq!(stopped_ids(&d), ["o1"]);
     assert!(d.start.is_empty());
 }
+
+#[test]
+fn a_deployment_keeps_warming_tasks_until_new_ones_count() {
+    // Three tasks RUNNING for 5 s (inside the 40 s warm-up) when a new
+    // deployment starts at 100/200: none counts as healthy yet, so none of
+    // them may go before the new tasks count; then they go.
+    let mut sim = Sim::replica("web", 3, 100, 200);
+    for t in &mut sim.snap.tasks {
+        t.started_at_millis = Some(T0 - 5_000);
+    }
+    sim.deploy("web:2");
+    let d = sim.round();
+    assert_eq!((started(&d), d.stop.len()), (3, 0));
+    sim.run_pending();
+    sim.advance(1_000);
+    let d = sim.round();
+    assert!(d.stop.is_empty(), "{:?}", stopped_ids(&d));
+    // Once the new tasks are healthy, the old ones are surplus.
+    sim.advance(HEALTHY_AFTER_MILLIS);
+    let d = sim.round();
+    let mut ids = stopped_ids(&d);
+    ids.sort_unstable();
+    assert_eq!(ids, ["old00", "old01", "old02"]);
+}
+
+#[test]
+fn scaling_to_zero_stops_warming_tasks_at_once() {
+    let mut sim = Sim::replica("web", 2, 100, 200);
+    for t in &mut sim.snap.tasks {
+        t.started_at_millis = Some(T0 - 5_000);
+    }
+    sim.snap.desired_count = 0;
+    let d = sim.round();
+    assert_eq!(d.stop.len(), 2);
+}
