@@ -103,7 +103,8 @@ fn spec(status: DesiredStatus, version: i64) -> TaskSpec {
                 name: Some("web".into()),
                 image: Some("app".into()),
                 ..Default::default()
-            },
+            }
+            .into(),
         }],
         volumes: vec![],
         pid_mode: None,

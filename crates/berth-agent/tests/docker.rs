@@ -173,7 +173,7 @@ impl Case {
                 .into_iter()
                 .map(|definition| ContainerSpec {
                     container_arn: "arn:c".into(),
-                    definition,
+                    definition: definition.into(),
                 })
                 .collect(),
             volumes: vec![],

@@ -167,7 +167,7 @@ fn task(containers: Vec<ContainerDefinition>) -> TaskSpec {
             .into_iter()
             .map(|definition| ContainerSpec {
                 container_arn: format!("arn:container/{}", definition.name.clone().unwrap()),
-                definition,
+                definition: definition.into(),
             })
             .collect(),
         volumes: vec![],
@@ -608,10 +608,11 @@ async fn bridge_ports_are_allocated_reported_and_released() {
     // A second task gets another dynamic port while the first holds 50000.
     let mut second = spec.clone();
     second.task_arn = "arn:aws:ecs:us-east-1:000000000000:task/default/second".into();
-    second.containers[0].definition.port_mappings = Some(vec![PortMapping {
-        container_port: Some(80),
-        ..Default::default()
-    }]);
+    std::sync::Arc::make_mut(&mut second.containers[0].definition).port_mappings =
+        Some(vec![PortMapping {
+            container_port: Some(80),
+            ..Default::default()
+        }]);
     h.engine.apply(vec![second.clone()]);
     h.sink.wait_status(&second.task_arn, "RUNNING").await;
     let report = h.sink.last(&second.task_arn);
@@ -678,10 +679,11 @@ async fn restarted_engine_adopts_running_containers() {
     // The port stays booked: a new task cannot get it.
     let mut other = task(vec![container("web")]);
     other.task_arn = "arn:aws:ecs:us-east-1:000000000000:task/default/other".into();
-    other.containers[0].definition.port_mappings = Some(vec![PortMapping {
-        container_port: Some(80),
-        ..Default::default()
-    }]);
+    std::sync::Arc::make_mut(&mut other.containers[0].definition).port_mappings =
+        Some(vec![PortMapping {
+            container_port: Some(80),
+            ..Default::default()
+        }]);
     second.engine.apply(vec![other.clone()]);
     second.sink.wait_status(&other.task_arn, "RUNNING").await;
     let report = second.sink.last(&other.task_arn);

@@ -114,7 +114,7 @@ fn task(containers: Vec<ContainerDefinition>) -> TaskSpec {
             .into_iter()
             .map(|definition| ContainerSpec {
                 container_arn: format!("arn:container/{}", definition.name.clone().unwrap()),
-                definition,
+                definition: definition.into(),
             })
             .collect(),
         volumes: vec![],

@@ -10,15 +10,15 @@
 //! answers, which gives read-your-writes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use berth_core::service::ServiceState;
 use berth_store::{Compare, Event, EventKind, Revision, Store, StoreError, Txn};
 use berth_types::agent::TaskSpec;
 use berth_types::arn::Scope;
 use berth_types::{
-    CapacityProvider, Cluster, ContainerInstance, EcsError, Service, Setting, Tag, Task,
-    TaskDefinition,
+    CapacityProvider, Cluster, ContainerDefinition, ContainerInstance, EcsError, Service, Setting,
+    Tag, Task, TaskDefinition,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -88,21 +88,20 @@ pub struct ServiceRecord {
     pub fingerprint: String,
 }
 
-/// A decoded value of the cache.
-// Records live behind an `Arc` in the cache and are never moved in bulk, so
-// the size difference between variants costs nothing.
-#[allow(clippy::large_enum_variant)]
+/// A decoded value of the cache. Every variant is boxed: each record is
+/// its own `Arc` allocation of this enum's size, and an inline variant would
+/// make every small record (a task among 100,000) pay for the largest one.
 #[derive(Debug, Clone)]
 pub enum Record {
-    Cluster(Cluster),
-    TaskDefinition(TaskDefinitionRecord),
-    Family(FamilyRecord),
-    ContainerInstance(ContainerInstance),
-    Setting(Setting),
-    CapacityProvider(CapacityProvider),
+    Cluster(Box<Cluster>),
+    TaskDefinition(Box<TaskDefinitionRecord>),
+    Family(Box<FamilyRecord>),
+    ContainerInstance(Box<ContainerInstance>),
+    Setting(Box<Setting>),
+    CapacityProvider(Box<CapacityProvider>),
     Task(Box<TaskRecord>),
-    ClientToken(ClientTokenRecord),
-    Service(ServiceRecord),
+    ClientToken(Box<ClientTokenRecord>),
+    Service(Box<ServiceRecord>),
 }
 
 /// A record type with its key kind.
@@ -117,11 +116,11 @@ macro_rules! stored {
         $(impl Stored for $ty {
             const KIND: &'static str = $kind;
             fn into_record(self) -> Record {
-                Record::$variant(self)
+                Record::$variant(Box::new(self))
             }
             fn from_record(record: &Record) -> Option<&Self> {
                 match record {
-                    Record::$variant(v) => Some(v),
+                    Record::$variant(v) => Some(v.as_ref()),
                     _ => None,
                 }
             }
@@ -129,8 +128,9 @@ macro_rules! stored {
 
         fn decode(kind: &str, value: &[u8]) -> Option<Result<Record, serde_json::Error>> {
             match kind {
-                $($kind => Some(serde_json::from_slice::<$ty>(value).map(Record::$variant)),)+
-                TaskRecord::KIND => Some(serde_json::from_slice::<TaskRecord>(value).map(TaskRecord::into_record)),
+                $($kind => Some(
+                    serde_json::from_slice::<$ty>(value).map(|v| exact_capacity(v).into_record()),
+                ),)+
                 _ => None,
             }
         }
@@ -146,19 +146,7 @@ stored! {
     CapacityProvider => CapacityProvider, "capacity-provider";
     ClientTokenRecord => ClientToken, "client-token";
     ServiceRecord => Service, "service";
-}
-
-impl Stored for TaskRecord {
-    const KIND: &'static str = "task";
-    fn into_record(self) -> Record {
-        Record::Task(Box::new(self))
-    }
-    fn from_record(record: &Record) -> Option<&Self> {
-        match record {
-            Record::Task(v) => Some(v),
-            _ => None,
-        }
-    }
+    TaskRecord => Task, "task";
 }
 
 /// Key construction for one region and account.
@@ -191,6 +179,9 @@ struct Snapshot {
     /// A cluster's task prefix → tasks per `lastStatus`, so cluster
     /// statistics never scan a cluster's tasks.
     task_statuses: HashMap<String, HashMap<String, usize>>,
+    /// (task definition ARN, container name) → the container definition
+    /// the tasks of that revision share; see [`Snapshot::share_definitions`].
+    definitions: HashMap<(String, String), Weak<ContainerDefinition>>,
 }
 
 fn task_status(record: &Record) -> Option<&str> {
@@ -208,6 +199,31 @@ fn task_instance(record: &Record) -> Option<&str> {
 }
 
 impl Snapshot {
+    /// Decodes a stored value into a record, sharing its container
+    /// definitions with equal ones already held: every task carries its
+    /// definitions (what its agent runs), and without overrides all tasks of
+    /// a revision carry the same ones, which 100,000 tasks would otherwise
+    /// hold 100,000 copies of.
+    fn decode(&mut self, key: &str, value: &[u8]) -> Option<Record> {
+        let mut record = decode_logged(key, value)?;
+        if let Record::Task(task) = &mut record {
+            for container in &mut task.spec.containers {
+                let slot = (
+                    task.spec.task_definition_arn.clone(),
+                    container.definition.name.clone().unwrap_or_default(),
+                );
+                match self.definitions.get(&slot).and_then(Weak::upgrade) {
+                    Some(held) if held == container.definition => container.definition = held,
+                    _ => {
+                        self.definitions
+                            .insert(slot, Arc::downgrade(&container.definition));
+                    }
+                }
+            }
+        }
+        Some(record)
+    }
+
     /// Puts (`Some`) or deletes (`None`) one entry, keeping the indexes.
     fn set(&mut self, key: String, entry: Option<Entry>) {
         let new_instance = entry
@@ -292,7 +308,7 @@ impl Cache {
             ..Snapshot::default()
         };
         for kv in kvs {
-            if let Some(record) = decode_logged(&kv.key, &kv.value) {
+            if let Some(record) = snapshot.decode(&kv.key, &kv.value) {
                 let entry = Entry {
                     mod_revision: kv.mod_revision,
                     record: Arc::new(record),
@@ -343,7 +359,7 @@ impl Cache {
             let revision = event.kv.mod_revision;
             match event.kind {
                 EventKind::Put => {
-                    if let Some(record) = decode_logged(&event.kv.key, &event.kv.value) {
+                    if let Some(record) = snapshot.decode(&event.kv.key, &event.kv.value) {
                         let entry = Entry {
                             mod_revision: revision,
                             record: Arc::new(record),
@@ -477,6 +493,14 @@ impl Cache {
     }
 }
 
+/// `value` with no spare capacity anywhere. Deserialized vectors keep the
+/// capacity they grew to (four elements for one), while a clone allocates
+/// exactly; for a cache of 100,000 tasks that spare room was a third of
+/// its memory.
+fn exact_capacity<T: Clone>(value: T) -> T {
+    value.clone()
+}
+
 fn decode_logged(key: &str, value: &[u8]) -> Option<Record> {
     match decode(kind_of(key)?, value)? {
         Ok(record) => Some(record),
@@ -564,4 +588,79 @@ pub fn contention() -> EcsError {
 fn store_failure(err: StoreError) -> EcsError {
     tracing::error!(%err, "store failure");
     EcsError::server("Service Unavailable. Please try again later.")
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_types::NetworkMode;
+    use berth_types::agent::{ContainerSpec, DesiredStatus};
+
+    use super::*;
+
+    fn stored_task(id: &str, image: &str) -> Vec<u8> {
+        let spec = TaskSpec {
+            task_arn: format!("arn:task/{id}"),
+            cluster_arn: "arn:cluster".into(),
+            task_definition_arn: "arn:task-definition/web:1".into(),
+            family: "web".into(),
+            revision: 1,
+            desired_status: DesiredStatus::Running,
+            desired_version: 1,
+            network_mode: NetworkMode::Bridge,
+            cpu: None,
+            memory_mib: None,
+            containers: vec![ContainerSpec {
+                container_arn: format!("arn:container/{id}"),
+                definition: Arc::new(ContainerDefinition {
+                    name: Some("web".into()),
+                    image: Some(image.into()),
+                    ..ContainerDefinition::default()
+                }),
+            }],
+            volumes: Vec::new(),
+            pid_mode: None,
+            ipc_mode: None,
+        };
+        let record = TaskRecord {
+            task: Task::default(),
+            spec,
+            instance_id: None,
+            reservation: Reservation::default(),
+            released: false,
+        };
+        serde_json::to_vec(&record).expect("encodes")
+    }
+
+    fn definition(record: &Record) -> Arc<ContainerDefinition> {
+        let task = TaskRecord::from_record(record).expect("a task");
+        Arc::clone(&task.spec.containers[0].definition)
+    }
+
+    #[test]
+    fn tasks_of_one_revision_share_equal_container_definitions() {
+        let mut snapshot = Snapshot::default();
+        let key = |id: &str| format!("ecs/us-east-1/000000000000/task/c/{id}");
+        let a = snapshot
+            .decode(&key("a"), &stored_task("a", "web:1"))
+            .expect("a");
+        let b = snapshot
+            .decode(&key("b"), &stored_task("b", "web:1"))
+            .expect("b");
+        assert!(Arc::ptr_eq(&definition(&a), &definition(&b)));
+        // An override makes the definition differ: it is not shared.
+        let c = snapshot
+            .decode(&key("c"), &stored_task("c", "other"))
+            .expect("c");
+        assert!(!Arc::ptr_eq(&definition(&a), &definition(&c)));
+        assert_eq!(definition(&c).image.as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn decoded_vectors_hold_no_spare_capacity() {
+        let mut snapshot = Snapshot::default();
+        let key = "ecs/us-east-1/000000000000/task/c/a";
+        let record = snapshot.decode(key, &stored_task("a", "web:1")).expect("a");
+        let task = TaskRecord::from_record(&record).expect("a task");
+        assert_eq!(task.spec.containers.capacity(), 1);
+    }
 }

@@ -4,7 +4,7 @@
 //! [`crate::SqliteStore`] agree on every revision, version and event.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use crate::{Compare, Event, EventKind, KeyValue, Op, Revision, Txn, TxnResponse};
 
@@ -12,15 +12,35 @@ use crate::{Compare, Event, EventKind, KeyValue, Op, Revision, Txn, TxnResponse}
 pub(crate) type RevisionEvents = (Revision, Vec<Event>);
 
 /// The committed key space and the revision it is at.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Replica {
     keys: BTreeMap<String, KeyValue>,
     revision: Revision,
+    /// Whether values are kept. A backend that serves reads from its own
+    /// durable copy keeps only what transactions compare on, so the values
+    /// are not held in memory twice (once here, once in every reader's cache).
+    values: bool,
+}
+
+impl Default for Replica {
+    fn default() -> Self {
+        Self {
+            keys: BTreeMap::new(),
+            revision: 0,
+            values: true,
+        }
+    }
 }
 
 impl Replica {
-    pub(crate) fn new(keys: BTreeMap<String, KeyValue>, revision: Revision) -> Self {
-        Self { keys, revision }
+    /// A replica of revisions and versions only, for a backend that reads
+    /// values from durable storage; `keys` must hold no values either.
+    pub(crate) fn metadata_only(keys: BTreeMap<String, KeyValue>, revision: Revision) -> Self {
+        Self {
+            keys,
+            revision,
+            values: false,
+        }
     }
 
     pub(crate) fn revision(&self) -> Revision {
@@ -28,10 +48,12 @@ impl Replica {
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<KeyValue> {
+        debug_assert!(self.values, "a metadata-only replica has no values to read");
         self.keys.get(key).cloned()
     }
 
     pub(crate) fn range(&self, prefix: &str) -> Vec<KeyValue> {
+        debug_assert!(self.values, "a metadata-only replica has no values to read");
         self.keys
             .range::<str, _>((
                 std::ops::Bound::Included(prefix),
@@ -51,7 +73,11 @@ impl Replica {
             for event in events {
                 match event.kind {
                     EventKind::Put => {
-                        self.keys.insert(event.kv.key.clone(), event.kv.clone());
+                        let mut kv = event.kv.clone();
+                        if !self.values {
+                            kv.value = no_value();
+                        }
+                        self.keys.insert(kv.key.clone(), kv);
                     }
                     EventKind::Delete => {
                         self.keys.remove(&event.kv.key);
@@ -160,12 +186,18 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// The empty value, shared so that keys without one allocate nothing.
+pub(crate) fn no_value() -> Arc<[u8]> {
+    static EMPTY: LazyLock<Arc<[u8]>> = LazyLock::new(|| Arc::from(&[][..]));
+    Arc::clone(&EMPTY)
+}
+
 /// The key-value of a deletion event, in etcd's shape: only the key and the
 /// revision of the deletion are meaningful.
 pub(crate) fn deleted(key: String, revision: Revision) -> KeyValue {
     KeyValue {
         key,
-        value: Arc::from(Vec::new()),
+        value: no_value(),
         create_revision: 0,
         mod_revision: revision,
         version: 0,

@@ -1,8 +1,11 @@
 //! [`SqliteStore`]: the embedded, durable default backend.
 //!
-//! Reads are served from an in-memory replica loaded at open, never from
-//! SQLite. Writes go through one writer thread that group-commits: it drains
-//! every queued transaction, evaluates them in order against the replica,
+//! Transactions are evaluated against an in-memory replica of every key's
+//! revisions and version (loaded at open; values are not kept in memory, as
+//! every reader of a store keeps its own decoded copy); `get` and `range`
+//! read SQLite on a reader connection. Writes go through one writer thread
+//! that group-commits: it drains every queued transaction, evaluates them in
+//! order against the replica,
 //! persists all of them in one SQLite transaction (one fsync, WAL with
 //! `synchronous=FULL`), and only then updates the replica, publishes watch
 //! events and answers the callers. A change log table keeps recent revisions
@@ -19,7 +22,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{Batch, Replica, RevisionEvents};
+use crate::engine::{Batch, Replica, RevisionEvents, no_value};
 use crate::watch::{self, DEFAULT_WATCH_BUFFER, History, Hub};
 use crate::{
     BoxFuture, Event, EventKind, KeyValue, Result, Revision, Store, StoreError, Txn, TxnResponse,
@@ -93,6 +96,9 @@ struct Shared {
     replica: RwLock<Replica>,
     hub: Arc<Hub>,
     log: Arc<LogReader>,
+    /// Serves `get` and `range`, apart from the log reader so that a long
+    /// watch replay never delays a read.
+    reads: Arc<Mutex<Connection>>,
     compacted: AtomicI64,
     commits: AtomicU64,
     closed: AtomicBool,
@@ -132,14 +138,8 @@ impl SqliteStore {
             .map_err(backend("configure checkpointer"))?;
         init_schema(&mut conn)?;
         let (replica, compacted) = load(&conn)?;
-        let reader = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(backend("open log reader"))?;
-        reader
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(backend("configure log reader"))?;
+        let reader = open_reader(path, "open log reader")?;
+        let reads = open_reader(path, "open reader")?;
 
         let revision = replica.revision();
         let shared = Arc::new(Shared {
@@ -148,6 +148,7 @@ impl SqliteStore {
             log: Arc::new(LogReader {
                 conn: Arc::new(Mutex::new(reader)),
             }),
+            reads: Arc::new(Mutex::new(reads)),
             compacted: AtomicI64::new(compacted),
             commits: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -204,6 +205,17 @@ impl SqliteStore {
     /// must start after it.
     pub fn compacted_revision(&self) -> Revision {
         self.handle.shared.compacted.load(Ordering::Acquire)
+    }
+
+    /// Runs `read` on the reader connection off the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = Arc::clone(&self.check_open()?.reads);
+        tokio::task::spawn_blocking(move || read(&mut conn.lock().expect("reader lock poisoned")))
+            .await
+            .map_err(|e| StoreError::Backend(format!("reader task: {e}")))?
     }
 
     fn check_open(&self) -> Result<&Shared> {
@@ -276,16 +288,15 @@ impl Shared {
 impl Store for SqliteStore {
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<KeyValue>>> {
         let key = key.to_owned();
-        Box::pin(async move { Ok(self.check_open()?.replica().get(&key)) })
+        Box::pin(async move {
+            let (mut found, _) = self.read(move |conn| read_keys(conn, &key, true)).await?;
+            Ok(found.pop())
+        })
     }
 
     fn range(&self, prefix: &str) -> BoxFuture<'_, Result<(Vec<KeyValue>, Revision)>> {
         let prefix = prefix.to_owned();
-        Box::pin(async move {
-            let shared = self.check_open()?;
-            let replica = shared.replica();
-            Ok((replica.range(&prefix), replica.revision()))
-        })
+        Box::pin(self.read(move |conn| read_keys(conn, &prefix, false)))
     }
 
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>> {
@@ -524,6 +535,78 @@ impl History for LogReader {
     }
 }
 
+/// The key `key` (when `exact`) or every key starting with it, sorted, and
+/// the revision they were read at: one read transaction, so the rows and the
+/// revision agree. The revision may be ahead of the replica's, which is
+/// applied after the commit; watches starting there skip what they missed.
+fn read_keys(conn: &mut Connection, key: &str, exact: bool) -> Result<(Vec<KeyValue>, Revision)> {
+    let tx = conn.transaction().map_err(backend("read keys"))?;
+    let revision = meta(&tx, "revision").map_err(backend("read keys"))?;
+    let columns = "SELECT key, value, create_revision, mod_revision, version FROM kv";
+    let mut statement;
+    let rows = if exact {
+        statement = tx
+            .prepare_cached(&format!("{columns} WHERE key = ?1"))
+            .map_err(backend("read keys"))?;
+        statement.query_map([key], key_value)
+    } else if let Some(end) = prefix_end(key) {
+        statement = tx
+            .prepare_cached(&format!(
+                "{columns} WHERE key >= ?1 AND key < ?2 ORDER BY key"
+            ))
+            .map_err(backend("read keys"))?;
+        statement.query_map(params![key, end], key_value)
+    } else {
+        statement = tx
+            .prepare_cached(&format!("{columns} WHERE key >= ?1 ORDER BY key"))
+            .map_err(backend("read keys"))?;
+        statement.query_map([key], key_value)
+    }
+    .map_err(backend("read keys"))?;
+    let keys = rows
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend("read keys"))?;
+    Ok((keys, revision))
+}
+
+fn key_value(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
+    let value: Vec<u8> = row.get(1)?;
+    Ok(KeyValue {
+        key: row.get(0)?,
+        value: Arc::from(value),
+        create_revision: row.get(2)?,
+        mod_revision: row.get(3)?,
+        version: row.get(4)?,
+    })
+}
+
+/// The least string greater than every string starting with `prefix`, so a
+/// prefix scan is an index range; `None` when there is none (no upper bound).
+/// SQLite compares TEXT bytewise, and UTF-8 byte order is code point order.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+fn open_reader(path: &Path, context: &'static str) -> Result<Connection> {
+    let reader = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend(context))?;
+    reader
+        .busy_timeout(Duration::from_secs(5))
+        .map_err(backend(context))?;
+    Ok(reader)
+}
+
 fn read_log(
     conn: &mut Connection,
     prefix: &str,
@@ -678,22 +761,22 @@ fn meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
     .map(Option::unwrap_or_default)
 }
 
-/// Reads the whole key space and the revision counters.
+/// Reads every key's revisions and version (not its value), and the
+/// revision counters.
 fn load(conn: &Connection) -> Result<(Replica, Revision)> {
     let revision = meta(conn, "revision").map_err(backend("load revision"))?;
     let compacted = meta(conn, "compacted").map_err(backend("load revision"))?;
     let mut statement = conn
-        .prepare("SELECT key, value, create_revision, mod_revision, version FROM kv")
+        .prepare("SELECT key, create_revision, mod_revision, version FROM kv")
         .map_err(backend("load keys"))?;
     let rows = statement
         .query_map([], |row| {
-            let value: Vec<u8> = row.get(1)?;
             Ok(KeyValue {
                 key: row.get(0)?,
-                value: Arc::from(value),
-                create_revision: row.get(2)?,
-                mod_revision: row.get(3)?,
-                version: row.get(4)?,
+                value: no_value(),
+                create_revision: row.get(1)?,
+                mod_revision: row.get(2)?,
+                version: row.get(3)?,
             })
         })
         .map_err(backend("load keys"))?;
@@ -708,12 +791,26 @@ fn load(conn: &Connection) -> Result<(Replica, Revision)> {
         }
         keys.insert(kv.key.clone(), kv);
     }
-    Ok((Replica::new(keys, revision), compacted))
+    Ok((Replica::metadata_only(keys, revision), compacted))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_end_bounds_exactly_the_keys_with_the_prefix() {
+        assert_eq!(prefix_end("a/b/"), Some("a/b0".to_owned()));
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("a\u{10FFFF}"), Some("b".to_owned()));
+        // The surrogate gap is skipped: no char lies between these two.
+        assert_eq!(prefix_end("\u{D7FF}"), Some("\u{E000}".to_owned()));
+        let end = prefix_end("k/").expect("bounded");
+        for key in ["k/", "k/x", "k/\u{10FFFF}\u{10FFFF}"] {
+            assert!(key < end.as_str(), "{key}");
+        }
+        assert!("k0" >= end.as_str());
+    }
 
     #[tokio::test]
     async fn failed_commit_fails_the_whole_batch_and_leaves_no_trace() {

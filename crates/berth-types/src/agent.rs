@@ -10,6 +10,8 @@
 //! payload was lost. The agent reports back over the ECS API
 //! (`SubmitTaskStateChange`, `SubmitContainerStateChange`), not this channel.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{ContainerDefinition, HealthStatus, IpcMode, NetworkMode, PidMode, Volume};
@@ -122,8 +124,9 @@ pub struct TaskSpec {
 pub struct ContainerSpec {
     pub container_arn: String,
     /// The container definition with overrides (command, environment,
-    /// cpu, memory, memoryReservation) merged in.
-    pub definition: ContainerDefinition,
+    /// cpu, memory, memoryReservation) merged in. Shared: the tasks of one
+    /// task definition without overrides hold one copy between them.
+    pub definition: Arc<ContainerDefinition>,
 }
 
 #[cfg(test)]

@@ -846,7 +846,7 @@ impl Supervisor {
             ),
             image: def.image.clone().unwrap_or_default(),
             labels,
-            definition: def.clone(),
+            definition: berth_types::ContainerDefinition::clone(def),
             network_mode: self.spec.network_mode,
             port_bindings: bindings,
             mounts,

@@ -5,6 +5,7 @@
 //! change returns its reservation to the instance once it is STOPPED.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use berth_core::launch::Demand;
 use berth_core::launch::{apply_overrides, demand, network_mode};
@@ -216,7 +217,7 @@ fn new_task(
             .zip(definitions)
             .map(|(c, definition)| ContainerSpec {
                 container_arn: c.container_arn.clone().unwrap_or_default(),
-                definition,
+                definition: Arc::new(definition),
             })
             .collect(),
         volumes: launch.effective.volumes.clone().unwrap_or_default(),
