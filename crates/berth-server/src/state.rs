@@ -86,6 +86,10 @@ pub struct ServiceRecord {
     /// retry from a clash.
     #[serde(default)]
     pub fingerprint: String,
+    /// The service revisions its service deployments name
+    /// (DescribeServiceRevisions).
+    #[serde(default)]
+    pub revisions: Vec<crate::api::service_deployments::RevisionRecord>,
 }
 
 /// A decoded value of the cache. Every variant is boxed: each record is

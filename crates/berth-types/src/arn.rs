@@ -58,6 +58,18 @@ impl Scope {
     pub fn service(&self, cluster: &str, name: &str) -> String {
         format!("{}:service/{cluster}/{name}", self.prefix())
     }
+    pub fn service_deployment(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!(
+            "{}:service-deployment/{cluster}/{service}/{id}",
+            self.prefix()
+        )
+    }
+    pub fn service_revision(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!(
+            "{}:service-revision/{cluster}/{service}/{id}",
+            self.prefix()
+        )
+    }
     pub fn capacity_provider(&self, name: &str) -> String {
         format!("{}:capacity-provider/{name}", self.prefix())
     }
@@ -136,6 +148,19 @@ mod tests {
         let td_arn = scope.task_definition("web", 3);
         let td = Arn::parse(&td_arn).unwrap();
         assert_eq!(td.resource, "web:3");
+        let revision = scope.service_revision("prod", "web", "9223370301165174807");
+        assert_eq!(
+            revision,
+            "arn:aws:ecs:us-east-1:000000000000:service-revision/prod/web/9223370301165174807"
+        );
+        let parsed = Arn::parse(&revision).unwrap();
+        assert_eq!(parsed.resource_type, "service-revision");
+        assert_eq!(parsed.resource, "prod/web/9223370301165174807");
+        assert!(
+            scope
+                .service_deployment("prod", "web", "1")
+                .ends_with(":service-deployment/prod/web/1")
+        );
         assert!(Arn::parse("web").is_none());
         assert!(Arn::parse("arn:aws:ecs:r:a:cluster/").is_none());
     }

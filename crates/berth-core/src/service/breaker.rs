@@ -1,7 +1,8 @@
 //! The deployment circuit breaker (rolling deployments): once the PRIMARY
 //! deployment's failed-task count reaches the threshold it is marked
 //! FAILED and launches nothing more; with `rollback` a new deployment of
-//! the last COMPLETED deployment's task definition takes over. Failures
+//! the last COMPLETED deployment's revision takes over, within the failed
+//! service deployment (which then rolls back rather than stops). Failures
 //! are counted in `accounting`: tasks that fail to start until one of the
 //! deployment's tasks reaches RUNNING (stage 1), then tasks failing their
 //! container health check (stage 2), and in both stages tasks whose
@@ -11,7 +12,9 @@
 use berth_types::{DeploymentRolloutState, ThresholdConfiguration, ThresholdType};
 
 use super::Round;
+use super::deployment::Deployment;
 use super::events;
+use super::history::RollbackRecord;
 
 pub const MIN_THRESHOLD: u32 = 3;
 pub const MAX_THRESHOLD: u32 = 200;
@@ -69,27 +72,41 @@ pub(super) fn check(r: &mut Round<'_>) {
     } else {
         format!("{noun} failed to start")
     };
+    let reason = format!("ECS deployment circuit breaker: {what}.");
     primary.rollout_state = DeploymentRolloutState::Failed;
-    primary.rollout_state_reason = format!("ECS deployment circuit breaker: {what}.");
+    primary.rollout_state_reason.clone_from(&reason);
     primary.updated_at_millis = now;
     let failed_id = primary.id.clone();
     let desired = primary.desired_count;
     r.emit(events::deployment_failed(&r.snap.name, &failed_id, &what));
-    if !config.rollback {
-        return;
-    }
     // Without a COMPLETED deployment to return to, the deployment stalls.
-    let Some(target) = r.state.last_completed.take() else {
-        return;
-    };
-    let id = r.state.fresh_deployment_id(now);
-    r.state
-        .begin_deployment(id, target.task_definition, desired, now);
-    if let Some(rollback) = r.state.primary_mut() {
-        rollback.rollout_state_reason = format!(
+    let target = config
+        .rollback
+        .then(|| r.state.last_completed.take())
+        .flatten();
+    let rollback = target.map(|target| {
+        let id = r.state.fresh_deployment_id(now);
+        let mut deployment = Deployment::new(
+            id.clone(),
+            target.revision().to_owned(),
+            target.task_definition.clone(),
+            desired,
+            now,
+        );
+        deployment.rollout_state_reason = format!(
             "ECS deployment circuit breaker: rolling back to deploymentId {}.",
             target.id
         );
-    }
-    r.emit(events::rolling_back(&r.snap.name, &target.id));
+        let why = deployment.rollout_state_reason.clone();
+        r.state.roll_out(deployment, now);
+        r.emit(events::rolling_back(&r.snap.name, &target.id));
+        RollbackRecord {
+            reason: why,
+            started_at_millis: now,
+            revision: target.revision().to_owned(),
+            deployment_id: id,
+        }
+    });
+    r.state
+        .service_deployment_failed(&failed_id, &reason, config.rollback, rollback, now);
 }

@@ -1,14 +1,16 @@
 //! The scheduler's persistent state for one service: `deployments[]` (one
 //! PRIMARY plus the ACTIVE ones still being drained), the last COMPLETED
-//! deployment (the circuit breaker's rollback target), the launch backoff,
-//! the event log, and per-task bookkeeping. Also deployment ids and the
-//! wire form of a deployment.
+//! deployment (the circuit breaker's rollback target), the service
+//! deployments (`history`), the launch backoff, the event log, and per-task
+//! bookkeeping. Also deployment ids and the wire form of a deployment.
 //!
 //! The API layer creates the state with [`ServiceState::new`] on
 //! CreateService and calls [`ServiceState::begin_deployment`] on an
-//! UpdateService that needs a new deployment. A desiredCount-only update
-//! needs nothing: the next round copies the service's desired count into
-//! the PRIMARY deployment.
+//! UpdateService that needs a new deployment; both record a service
+//! deployment whose target is a new service revision, numbered like the
+//! deployment (`ecs-svc/N` introduces revision `N`, see [`revision_id`]).
+//! A desiredCount-only update needs nothing: the next round copies the
+//! service's desired count into the PRIMARY deployment.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,7 @@ use berth_types::{DeploymentRolloutState, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::events::EventLog;
+use super::history::ServiceDeploymentRecord;
 use super::throttle::Throttle;
 
 pub const DEPLOYMENT_ID_PREFIX: &str = "ecs-svc/";
@@ -26,6 +29,15 @@ pub fn deployment_id(number: u64) -> String {
         "{DEPLOYMENT_ID_PREFIX}{:019}",
         number % 10_000_000_000_000_000_000
     )
+}
+
+/// The service revision a user's deployment introduces: the digits of its
+/// id, so a deployment, its service deployment and its revision share a
+/// number.
+pub fn revision_id(deployment_id: &str) -> &str {
+    deployment_id
+        .strip_prefix(DEPLOYMENT_ID_PREFIX)
+        .unwrap_or(deployment_id)
 }
 
 /// The id ECS gives a deployment created at `created_at_millis`: its ids
@@ -81,13 +93,24 @@ pub struct Deployment {
     /// reason says which.
     #[serde(default)]
     pub failing_health_checks: bool,
+    /// The service revision rolled out; empty in states saved before
+    /// revisions existed (see [`Deployment::revision`]).
+    #[serde(default)]
+    pub(crate) revision: String,
 }
 
 impl Deployment {
-    fn new(id: String, task_definition: String, desired_count: u32, now: i64) -> Self {
+    pub(crate) fn new(
+        id: String,
+        revision: String,
+        task_definition: String,
+        desired_count: u32,
+        now: i64,
+    ) -> Self {
         Self {
             rollout_state_reason: in_progress_reason(&id),
             id,
+            revision,
             status: DeploymentStatus::Primary,
             task_definition,
             desired_count,
@@ -99,6 +122,16 @@ impl Deployment {
             updated_at_millis: now,
             reached_running: false,
             failing_health_checks: false,
+        }
+    }
+
+    /// The service revision this deployment rolls out: the one it
+    /// introduced, or for a rollback the one it returns to.
+    pub fn revision(&self) -> &str {
+        if self.revision.is_empty() {
+            revision_id(&self.id)
+        } else {
+            &self.revision
         }
     }
 
@@ -137,6 +170,29 @@ pub fn completed_reason(deployment_id: &str) -> String {
 pub struct CompletedDeployment {
     pub id: String,
     pub task_definition: String,
+    /// Empty in states saved before revisions existed (see
+    /// [`CompletedDeployment::revision`]).
+    #[serde(default)]
+    pub(crate) revision: String,
+}
+
+impl CompletedDeployment {
+    pub(crate) fn of(deployment: &Deployment) -> Self {
+        Self {
+            id: deployment.id.clone(),
+            task_definition: deployment.task_definition.clone(),
+            revision: deployment.revision().to_owned(),
+        }
+    }
+
+    /// The service revision a rollback to this deployment rolls out.
+    pub fn revision(&self) -> &str {
+        if self.revision.is_empty() {
+            revision_id(&self.id)
+        } else {
+            &self.revision
+        }
+    }
 }
 
 /// What the scheduler remembers about one task between rounds, so each
@@ -168,6 +224,10 @@ pub struct ServiceState {
     /// Keyed by task id; pruned to the tasks the snapshot still holds.
     #[serde(default)]
     pub(crate) marks: BTreeMap<String, TaskMarks>,
+    /// The service deployments, newest first (at most
+    /// [`MAX_SERVICE_DEPLOYMENTS`](super::MAX_SERVICE_DEPLOYMENTS)).
+    #[serde(default)]
+    pub history: Vec<ServiceDeploymentRecord>,
 }
 
 impl ServiceState {
@@ -201,9 +261,9 @@ impl ServiceState {
     }
 
     /// Starts a new deployment (UpdateService with a new task definition,
-    /// network or placement configuration, or forceNewDeployment): the
-    /// PRIMARY becomes ACTIVE and drains as the new one rolls out. A new
-    /// task definition also resets the launch backoff, as in ECS.
+    /// network or placement configuration, or forceNewDeployment) of a new
+    /// service revision, recorded as a new service deployment that stops the
+    /// one in progress.
     pub fn begin_deployment(
         &mut self,
         deployment_id: String,
@@ -211,19 +271,30 @@ impl ServiceState {
         desired_count: u32,
         now: i64,
     ) {
+        self.stop_service_deployments(now);
+        let sources = self.deployed_revisions();
+        let revision = revision_id(&deployment_id).to_owned();
+        self.roll_out(
+            Deployment::new(deployment_id, revision, task_definition, desired_count, now),
+            now,
+        );
+        self.record_service_deployment(sources, now);
+    }
+
+    /// Makes `deployment` the PRIMARY: the previous one becomes ACTIVE and
+    /// drains as the new one rolls out. A new task definition also resets
+    /// the launch backoff, as in ECS.
+    pub(crate) fn roll_out(&mut self, deployment: Deployment, now: i64) {
         let new_definition = self
             .primary()
-            .is_none_or(|p| p.task_definition != task_definition);
+            .is_none_or(|p| p.task_definition != deployment.task_definition);
         for d in &mut self.deployments {
             if d.status == DeploymentStatus::Primary {
                 d.status = DeploymentStatus::Active;
                 d.updated_at_millis = now;
             }
         }
-        self.deployments.insert(
-            0,
-            Deployment::new(deployment_id, task_definition, desired_count, now),
-        );
+        self.deployments.insert(0, deployment);
         if new_definition {
             self.throttle.reset();
         }
@@ -236,7 +307,8 @@ impl ServiceState {
         loop {
             let id = deployment_id(n);
             let taken = self.deployments.iter().any(|d| d.id == id)
-                || self.last_completed.as_ref().is_some_and(|c| c.id == id);
+                || self.last_completed.as_ref().is_some_and(|c| c.id == id)
+                || self.history.iter().any(|h| h.uses_deployment(&id));
             if !taken {
                 return id;
             }

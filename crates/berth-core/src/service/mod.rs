@@ -16,8 +16,9 @@
 //!    breaker trips;
 //! 5. schedule: REPLICA (`replica`) or DAEMON (`daemon`) — what to
 //!    start and what to stop within minimumHealthyPercent/maximumPercent;
-//! 6. update the deployments (counts; drained ACTIVE ones leave the list),
-//!    complete the rollout at steady state, and record the events.
+//! 6. update the deployments (counts; drained ACTIVE ones leave the list)
+//!    and the service deployments, complete the rollout at steady state,
+//!    and record the events.
 //!
 //! # Wiring it into a reconcile loop
 //! Per service, on every change to the service, its tasks or the cluster's
@@ -37,6 +38,7 @@ mod daemon;
 mod decision;
 mod deployment;
 mod events;
+mod history;
 mod replica;
 mod rules;
 mod scale_in;
@@ -54,9 +56,13 @@ pub use breaker::{MAX_THRESHOLD, MIN_THRESHOLD, threshold as circuit_breaker_thr
 pub use decision::{Counts, Decision, Placement, StartTasks, StopHow, StopTask};
 pub use deployment::{
     CompletedDeployment, DEPLOYMENT_ID_PREFIX, Deployment, DeploymentStatus, ServiceState,
-    completed_reason, deployment_id, deployment_id_at, in_progress_reason,
+    completed_reason, deployment_id, deployment_id_at, in_progress_reason, revision_id,
 };
 pub use events::{EventLog, EventRecord, MAX_EVENTS, REPEAT_AFTER_MILLIS};
+pub use history::{
+    BreakerRecord, MAX_SERVICE_DEPLOYMENTS, RevisionCounts, RollbackRecord, SUPERSEDED_REASON,
+    ServiceDeploymentRecord,
+};
 pub use rules::{Bounds, HEALTHY_AFTER_MILLIS};
 pub use snapshot::{
     DEFAULT_LOST_AGENT_TIMEOUT_MILLIS, InstanceStatus, InstanceView, LaunchReport,
@@ -334,6 +340,8 @@ impl<'a> Round<'a> {
             self.emit(message);
         }
         self.update_deployments();
+        self.state
+            .track_service_deployments(self.snap.circuit_breaker.as_ref(), self.now);
         let live: Vec<&TaskView> = self.live().collect();
         let counts = Counts {
             desired: self.desired,
@@ -353,6 +361,11 @@ impl<'a> Round<'a> {
             steady = self.is_steady();
             if steady {
                 self.complete_rollout();
+                // Steady means every task is the PRIMARY's: the failed
+                // deployments kept on show leave as the rollout completes.
+                self.state
+                    .deployments
+                    .retain(|d| d.status == DeploymentStatus::Primary);
                 self.emit_standing(events::steady_state(&name));
             }
         }
@@ -396,22 +409,29 @@ impl<'a> Round<'a> {
             }
         }
         // A drained deployment leaves the list (ECS shows it INACTIVE, then
-        // drops it), so services-stable can see exactly one.
+        // drops it), so services-stable can see exactly one. A FAILED one
+        // stays while the deployment that replaced it rolls out, as ECS
+        // shows it, or a rollback would hide the failure it answers.
+        let rolling_out = self
+            .state
+            .primary()
+            .is_some_and(|p| p.rollout_state == DeploymentRolloutState::InProgress);
         self.state.deployments.retain(|d| {
             d.status == DeploymentStatus::Primary
                 || per_deployment.get(d.id.as_str()).is_some_and(|c| c.0 > 0)
+                || (rolling_out && d.rollout_state == DeploymentRolloutState::Failed)
         });
     }
 
-    /// ECS's steady state: one deployment, nothing to start or stop, and
-    /// exactly the desired number of tasks, all of the PRIMARY deployment,
-    /// RUNNING, healthy and off DRAINING instances.
+    /// ECS's steady state: nothing to start or stop, and exactly the
+    /// desired number of tasks, all of the PRIMARY deployment, RUNNING,
+    /// healthy and off DRAINING instances (so any other deployment still
+    /// listed is a drained, failed one).
     fn is_steady(&self) -> bool {
         let Some(primary) = self.state.primary() else {
             return false;
         };
-        self.state.deployments.len() == 1
-            && self.start.is_empty()
+        self.start.is_empty()
             && self.stop.is_empty()
             && self.live_count() == self.desired
             && self.live().all(|t| {
@@ -433,11 +453,9 @@ impl<'a> Round<'a> {
         p.rollout_state = DeploymentRolloutState::Completed;
         p.rollout_state_reason = completed_reason(&p.id);
         p.updated_at_millis = now;
-        let completed = CompletedDeployment {
-            id: p.id.clone(),
-            task_definition: p.task_definition.clone(),
-        };
+        let completed = CompletedDeployment::of(p);
         self.emit(events::deployment_completed(&self.snap.name, &completed.id));
+        self.state.service_deployment_completed(&completed.id, now);
         self.state.last_completed = Some(completed);
     }
 }

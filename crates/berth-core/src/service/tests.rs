@@ -9,6 +9,7 @@ mod draining;
 mod events;
 mod examples;
 mod health;
+mod history;
 mod lost;
 mod props;
 mod scale_in;

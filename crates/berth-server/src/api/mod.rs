@@ -21,6 +21,7 @@ mod attributes;
 mod capacity_providers;
 pub(crate) mod clusters;
 pub(crate) mod container_instances;
+pub(crate) mod service_deployments;
 pub(crate) mod services;
 mod tags;
 mod task_definitions;
@@ -148,8 +149,12 @@ operations! {
     CreateService => services::create,
     DescribeServices => services::describe,
     ListServices => services::list,
+    ListServicesByNamespace => services::list_by_namespace,
     UpdateService => services::update,
     DeleteService => services::delete,
+    ListServiceDeployments => service_deployments::list,
+    DescribeServiceDeployments => service_deployments::describe,
+    DescribeServiceRevisions => service_deployments::describe_revisions,
     DiscoverPollEndpoint => agent::discover_poll_endpoint,
     SubmitTaskStateChange => agent::submit_task_state_change,
     SubmitContainerStateChange => agent::submit_container_state_change,

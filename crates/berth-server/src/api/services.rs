@@ -1,20 +1,25 @@
-//! Services: CreateService, DescribeServices, ListServices, UpdateService
-//! and DeleteService. The handlers only record what the user asked for (and
-//! start a new deployment when the tasks must change); the service
+//! Services: CreateService, DescribeServices, ListServices,
+//! ListServicesByNamespace, UpdateService and DeleteService. The handlers
+//! only record what the user asked for (and start a new deployment, with
+//! its service revision, when the tasks must change); the service
 //! controller (`crate::service_controller`) runs the scheduler and writes
 //! the counts, deployments and events back onto the record.
 
-use berth_core::service::ServiceState;
+use berth_core::service::{DeploymentStatus, ServiceState};
 use berth_types::{
     CreateServiceRequest, CreateServiceResponse, DeleteServiceRequest, DeleteServiceResponse,
     DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentController,
     DeploymentControllerType, DescribeServicesRequest, DescribeServicesResponse, EcsError,
-    ErrorCode, LaunchType, ListServicesRequest, ListServicesResponse, PlacementConstraint,
-    PlacementStrategy, PropagateTags, SchedulingStrategy, Service, ServiceField, Tag,
-    TaskDefinitionStatus, Timestamp, UpdateServiceRequest, UpdateServiceResponse,
+    ErrorCode, LaunchType, ListServicesByNamespaceRequest, ListServicesByNamespaceResponse,
+    ListServicesRequest, ListServicesResponse, PlacementConstraint, PlacementStrategy,
+    PropagateTags, SchedulingStrategy, Service, ServiceField, Tag, TaskDefinitionStatus, Timestamp,
+    UpdateServiceRequest, UpdateServiceResponse,
 };
 
-use super::{Api, Ctx, clusters, failure, includes, paginate, resource_id, task_definitions};
+use super::{
+    Api, Ctx, clusters, failure, includes, paginate, resource_id, service_deployments,
+    task_definitions,
+};
 use crate::state::{ServiceRecord, Write, key, prefix};
 
 pub const ACTIVE: &str = "ACTIVE";
@@ -37,7 +42,7 @@ pub fn count_with_status(api: &Api, ctx: &Ctx, cluster: &str, status: &str) -> u
         })
 }
 
-fn not_found() -> EcsError {
+pub(super) fn not_found() -> EcsError {
     EcsError::new(ErrorCode::ServiceNotFoundException, "Service not found.")
 }
 
@@ -49,7 +54,7 @@ fn not_active() -> EcsError {
 }
 
 /// The service name in a reference that may be a name or an ARN.
-fn name_of(reference: &str) -> Option<&str> {
+pub(super) fn name_of(reference: &str) -> Option<&str> {
     resource_id(reference, "service").filter(|n| berth_types::arn::is_valid_name(n))
 }
 
@@ -68,8 +73,10 @@ pub fn default_strategy() -> Vec<PlacementStrategy> {
     ]
 }
 
-/// `deployments` and `events` on the wire, from the scheduler's state.
+/// `deployments`, `events` and `currentServiceDeployment` on the wire,
+/// from the scheduler's state.
 pub fn refresh(service: &mut Service, state: &ServiceState) {
+    service.current_service_deployment = service_deployments::current_arn(service, state);
     let launch_type = service.launch_type;
     service.deployments = Some(
         state
@@ -381,11 +388,13 @@ pub async fn create(
                 ..Service::default()
             };
             refresh(&mut service, &state);
-            let record = ServiceRecord {
+            let mut record = ServiceRecord {
                 service,
                 state,
                 fingerprint: fingerprint.clone(),
+                revisions: Vec::new(),
             };
+            service_deployments::capture_revision(api, ctx, &cluster, &mut record);
             Ok((Some(Write::Put(record.clone())), record))
         })
         .await?;
@@ -461,6 +470,65 @@ pub async fn list(
     );
     let (arns, next_token) = paginate(items, req.max_results, req.next_token.as_deref(), 10, 100)?;
     Ok(ListServicesResponse {
+        service_arns: Some(arns),
+        next_token,
+    })
+}
+
+/// ListServicesByNamespace. Berth has no Cloud Map: a namespace exists
+/// while an ACTIVE cluster's serviceConnectDefaults or an ACTIVE service's
+/// serviceConnectConfiguration names it (by name or ARN, as given), and its
+/// services are the ACTIVE ones of this region and account whose
+/// serviceConnectConfiguration names it, across clusters.
+pub async fn list_by_namespace(
+    api: &Api,
+    ctx: &Ctx,
+    req: ListServicesByNamespaceRequest,
+) -> Result<ListServicesByNamespaceResponse, EcsError> {
+    let namespace = req.namespace.as_str();
+    if namespace.trim().is_empty() {
+        return Err(EcsError::invalid_parameter(
+            "namespace must be a namespace name or ARN.",
+        ));
+    }
+    // ECS shows a service's Service Connect configuration on its
+    // deployments; the PRIMARY one's is the service's.
+    let in_service = |s: &Service| {
+        s.deployments.iter().flatten().any(|d| {
+            d.status.as_deref() == Some(DeploymentStatus::Primary.as_str())
+                && d.service_connect_configuration
+                    .as_ref()
+                    .and_then(|c| c.namespace.as_deref())
+                    == Some(namespace)
+        })
+    };
+    let items = api.cache.select::<ServiceRecord, _>(
+        &prefix::<ServiceRecord>(&ctx.scope),
+        |key, record| {
+            let s = &record.service;
+            (s.status.as_deref() == Some(ACTIVE) && in_service(s))
+                .then(|| (key.to_owned(), s.service_arn.clone().unwrap_or_default()))
+        },
+    );
+    let known = !items.is_empty()
+        || api.cache.count::<berth_types::Cluster>(
+            &prefix::<berth_types::Cluster>(&ctx.scope),
+            |c| {
+                c.status.as_deref() == Some(clusters::ACTIVE)
+                    && c.service_connect_defaults
+                        .as_ref()
+                        .and_then(|d| d.namespace.as_deref())
+                        == Some(namespace)
+            },
+        ) > 0;
+    if !known {
+        return Err(EcsError::new(
+            ErrorCode::NamespaceNotFoundException,
+            "Namespace not found.",
+        ));
+    }
+    let (arns, next_token) = paginate(items, req.max_results, req.next_token.as_deref(), 10, 100)?;
+    Ok(ListServicesByNamespaceResponse {
         service_arns: Some(arns),
         next_token,
     })
@@ -620,6 +688,7 @@ pub async fn update(
                 };
                 let td = record.service.task_definition.clone().unwrap_or_default();
                 record.state.begin_deployment(id, td, desired, now);
+                service_deployments::capture_revision(api, ctx, &cluster, &mut record);
             } else if !daemon
                 && let Some(p) = record.state.primary()
                 && i64::from(p.desired_count) != i64::from(record.service.desired_count)
@@ -631,7 +700,7 @@ pub async fn update(
                     .state
                     .deployments
                     .iter_mut()
-                    .find(|d| d.status == berth_core::service::DeploymentStatus::Primary)
+                    .find(|d| d.status == DeploymentStatus::Primary)
                 {
                     d.desired_count = n;
                     d.updated_at_millis = Timestamp::now().millis();

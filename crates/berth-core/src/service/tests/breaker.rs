@@ -122,9 +122,11 @@ fn with_rollback_a_new_deployment_returns_to_the_last_completed_one() {
         rollback.rollout_state_reason,
         format!("ECS deployment circuit breaker: rolling back to deploymentId {good}.")
     );
-    // The failed deployment became ACTIVE and, having no task left,
-    // already left the list.
-    assert!(d.state.deployments.iter().all(|x| x.id != bad));
+    // The failed deployment became ACTIVE and stays listed, FAILED, while
+    // the rollback replaces it.
+    let failed = d.state.deployments.iter().find(|x| x.id == bad).unwrap();
+    assert_eq!(failed.status, DeploymentStatus::Active);
+    assert_eq!(failed.rollout_state, DeploymentRolloutState::Failed);
     let tail: Vec<&str> = messages(d).into_iter().rev().take(2).rev().collect();
     assert_eq!(
         tail,
@@ -139,6 +141,7 @@ fn with_rollback_a_new_deployment_returns_to_the_last_completed_one() {
     sim.launch = Launch::Runs;
     let last = sim.converge(10).pop().unwrap();
     assert!(sim.stable(&last));
+    assert_eq!(last.state.deployments.len(), 1);
     assert_eq!(last.state.deployments[0].task_definition, "web:1");
     assert_eq!(
         last.state.deployments[0].rollout_state,
@@ -392,4 +395,89 @@ fn a_task_that_dies_after_turning_healthy_does_not_count() {
     let d = sim.round();
     assert_eq!(started(&d), 1);
     assert_eq!(d.state.deployments[0].failed_tasks, 0);
+}
+
+/// ECS keeps a failed deployment in `deployments[]` (ACTIVE, FAILED) while
+/// the rollback (PRIMARY) replaces it, even when none of its tasks ever
+/// ran: the round that fails it must not drop it, or no client would ever
+/// see the FAILED rollout state. It leaves as the rollback completes.
+#[test]
+fn a_failed_deployment_stays_listed_while_its_rollback_rolls_out() {
+    let (mut sim, good, bad) = failing_deployment(3, true);
+    let rounds = run_until_failed(&mut sim, &bad);
+    let d = rounds.last().unwrap();
+    let listed: Vec<(&str, DeploymentStatus, DeploymentRolloutState)> = d
+        .state
+        .deployments
+        .iter()
+        .map(|x| (x.id.as_str(), x.status, x.rollout_state))
+        .collect();
+    let rollback = d.state.deployments[0].id.clone();
+    assert_eq!(
+        listed,
+        [
+            (
+                rollback.as_str(),
+                DeploymentStatus::Primary,
+                DeploymentRolloutState::InProgress
+            ),
+            (
+                bad.as_str(),
+                DeploymentStatus::Active,
+                DeploymentRolloutState::Failed
+            ),
+            (
+                good.as_str(),
+                DeploymentStatus::Active,
+                DeploymentRolloutState::Completed
+            ),
+        ]
+    );
+    let failed = &d.state.deployments[1];
+    assert_eq!((failed.running_count, failed.pending_count), (0, 0));
+    assert_eq!(
+        failed.rollout_state_reason,
+        "ECS deployment circuit breaker: tasks failed to start."
+    );
+    // Rounds go by while the rollback's tasks start: still listed, and the
+    // service is not stable (services-stable wants one deployment).
+    sim.launch = Launch::Runs;
+    sim.finish_stops();
+    sim.run_pending();
+    let d = sim.round();
+    assert!(d.state.deployments.iter().any(|x| x.id == bad));
+    assert!(!sim.stable(&d));
+    // The rollback completes: the failed and the replaced deployments are
+    // gone in the same round, leaving the rollback, COMPLETED.
+    let last = sim.converge(10).pop().unwrap();
+    assert_eq!(last.state.deployments.len(), 1);
+    assert_eq!(last.state.deployments[0].id, rollback);
+    assert_eq!(
+        last.state.deployments[0].rollout_state,
+        DeploymentRolloutState::Completed
+    );
+}
+
+/// Without rollback nothing replaces the failed deployment: it stays the
+/// PRIMARY, FAILED, and the old deployment keeps its tasks and its place.
+#[test]
+fn a_failed_deployment_replaced_by_a_user_stays_listed_until_the_new_one_completes() {
+    let (mut sim, _good, bad) = failing_deployment(3, false);
+    run_until_failed(&mut sim, &bad);
+    sim.launch = Launch::Runs;
+    let fix = sim.deploy("web:3");
+    let d = sim.round();
+    let failed = d.state.deployments.iter().find(|x| x.id == bad).unwrap();
+    assert_eq!(
+        (failed.status, failed.rollout_state),
+        (DeploymentStatus::Active, DeploymentRolloutState::Failed)
+    );
+    let last = sim.converge(10).pop().unwrap();
+    let ids: Vec<&str> = last
+        .state
+        .deployments
+        .iter()
+        .map(|x| x.id.as_str())
+        .collect();
+    assert_eq!(ids, [fix.as_str()]);
 }

@@ -110,10 +110,11 @@ impl Sim {
         let mut state = ServiceState::new(first.clone(), "web:1".into(), desired, T0 - 7_200_000);
         state.deployments[0].rollout_state = berth_types::DeploymentRolloutState::Completed;
         state.deployments[0].rollout_state_reason = completed_reason(&first);
-        state.last_completed = Some(CompletedDeployment {
-            id: first.clone(),
-            task_definition: "web:1".into(),
-        });
+        state.last_completed = Some(CompletedDeployment::of(&state.deployments[0]));
+        let h = &mut state.history[0];
+        h.status = berth_types::ServiceDeploymentStatus::Successful;
+        h.started_at_millis = Some(T0 - 7_200_000);
+        h.finished_at_millis = Some(T0 - 7_000_000);
         for n in 0..desired {
             let (host, zone) = if n % 2 == 0 {
                 ("i-a", "us-east-1a")
