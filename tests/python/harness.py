@@ -165,8 +165,10 @@ class RawResponse:
 class BerthServer:
     """One `berth server` process bound to a fixed port and data dir."""
 
-    def __init__(self, data_dir: Path, log_dir: Path, port: int | None = None):
+    def __init__(self, data_dir: Path, log_dir: Path, port: int | None = None,
+                 extra_args: tuple[str, ...] = ()):
         self.binary = berth_bin()
+        self.extra_args = tuple(extra_args)
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir)
         self.port = port or free_port()
@@ -230,6 +232,7 @@ class BerthServer:
                 f"127.0.0.1:{self.port}",
                 "--data-dir",
                 str(self.data_dir),
+                *self.extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

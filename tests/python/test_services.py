@@ -312,3 +312,36 @@ def test_service_on_simulated_hosts_is_stable_rolls_out_and_drains(berth, ecs, f
     ecs.delete_service(cluster=cluster, service="web", force=True)
     ecs.get_waiter("services_inactive").wait(cluster=cluster, services=["web"], WaiterConfig=fast)
     assert ecs.list_tasks(cluster=cluster, serviceName="web")["taskArns"] == []
+
+
+def test_daemon_service_runs_only_on_instances_meeting_its_constraints(berth, ecs, fleet):
+    cluster = fleet
+    family = unique("svc-daemon")
+    ecs.register_task_definition(
+        family=family,
+        containerDefinitions=[{"name": "probe", "image": "berth-sim/probe:1", "cpu": 16, "memory": 32}],
+    )
+    zone_b = "attribute:ecs.availability-zone == us-east-1b"
+    eligible = set(ecs.list_container_instances(cluster=cluster, filter=zone_b)["containerInstanceArns"])
+    assert 0 < len(eligible) < HOSTS
+    ecs.create_service(
+        cluster=cluster, serviceName="per-host", taskDefinition=family, schedulingStrategy="DAEMON",
+        placementConstraints=[{"type": "memberOf", "expression": zone_b}],
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        arns = ecs.list_tasks(cluster=cluster, serviceName="per-host")["taskArns"]
+        tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
+        hosts = [t["containerInstanceArn"] for t in tasks if t["lastStatus"] == "RUNNING"]
+        if sorted(hosts) == sorted(eligible):
+            break
+        assert set(hosts) <= eligible, f"a daemon task runs outside {zone_b}: {tasks}"
+        assert time.monotonic() < deadline, f"daemon tasks never covered {eligible}: {tasks}"
+        time.sleep(0.3)
+    service = ecs.describe_services(cluster=cluster, services=["per-host"])["services"][0]
+    assert service["desiredCount"] == len(eligible)
+    # Nothing else starts later: every other instance stays without a task.
+    time.sleep(2)
+    arns = ecs.list_tasks(cluster=cluster, serviceName="per-host")["taskArns"]
+    assert {t["containerInstanceArn"] for t in ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"]} == eligible
+    ecs.delete_service(cluster=cluster, service="per-host", force=True)

@@ -24,6 +24,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use berth_client::Client;
+use berth_types::HealthStatus;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -57,6 +58,10 @@ pub struct Simulation {
     /// How long a container runs before it exits 0 on its own (its task then
     /// stops as its essential container exited); `None`: until stopped.
     pub task_run_time: Option<Duration>,
+    /// How long after it starts a container with a health check reports
+    /// HEALTHY; `None`: its health stays UNKNOWN, as a check that never
+    /// passes leaves it.
+    pub task_healthy_after: Option<Duration>,
     /// The most API calls the hosts have in flight together.
     pub max_concurrent_calls: usize,
 }
@@ -75,6 +80,7 @@ impl Simulation {
             zones: Vec::new(),
             task_start_delay: Duration::from_millis(50),
             task_run_time: None,
+            task_healthy_after: None,
             max_concurrent_calls: 32,
         }
     }
@@ -129,6 +135,10 @@ impl Simulation {
         runtime.set_default_behavior(FakeBehavior {
             start_delay: self.task_start_delay,
             run_for: self.task_run_time,
+            health: self
+                .task_healthy_after
+                .map(|after| vec![(after, HealthStatus::Healthy)])
+                .unwrap_or_default(),
             ..FakeBehavior::default()
         });
         runtime

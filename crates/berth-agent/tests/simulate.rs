@@ -1,8 +1,9 @@
 //! Simulated hosts against an in-process control plane: they register as
 //! container instances spread over availability zones, connect their push
 //! channels, run the tasks RunTask places on them to RUNNING, stop them on
-//! StopTask or when their run time ends (exit code 0), keep their identities
-//! across a restart, and stop cleanly.
+//! StopTask or when their run time ends (exit code 0), report containers
+//! with a health check HEALTHY when told to, keep their identities across a
+//! restart, and stop cleanly.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -59,7 +60,12 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn start(plane: &ControlPlane, hosts: usize, run_time: Option<Duration>) -> Self {
+    fn start(
+        plane: &ControlPlane,
+        hosts: usize,
+        run_time: Option<Duration>,
+        healthy_after: Option<Duration>,
+    ) -> Self {
         let mut agent = AgentConfig::new(
             plane.server.endpoint(),
             CLUSTER,
@@ -71,6 +77,7 @@ impl Fleet {
         let mut simulation = Simulation::new(agent, hosts);
         simulation.task_start_delay = Duration::from_millis(20);
         simulation.task_run_time = run_time;
+        simulation.task_healthy_after = healthy_after;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(berth_agent::simulate(simulation, async {
             let _ = stopped.await;
@@ -207,7 +214,7 @@ async fn all_reach(ecs: &Client, tasks: &[String], status: &str) -> Vec<Task> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_hosts_register_over_three_zones_and_run_tasks() {
     let plane = control_plane().await;
-    let fleet = Fleet::start(&plane, 50, None);
+    let fleet = Fleet::start(&plane, 50, None, None);
     let all = connected(&plane.ecs, 50).await;
 
     let mut zones: BTreeMap<&str, usize> = BTreeMap::new();
@@ -283,7 +290,7 @@ async fn fifty_hosts_register_over_three_zones_and_run_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_end_after_their_run_time_and_hosts_keep_their_identity() {
     let plane = control_plane().await;
-    let fleet = Fleet::start(&plane, 5, Some(Duration::from_millis(500)));
+    let fleet = Fleet::start(&plane, 5, Some(Duration::from_millis(500)), None);
     let before = connected(&plane.ecs, 5).await;
 
     let tasks = run_tasks(&plane.ecs, 3).await;
@@ -297,7 +304,7 @@ async fn tasks_end_after_their_run_time_and_hosts_keep_their_identity() {
 
     // A restarted simulation comes back as the same five instances.
     fleet.stop().await;
-    let fleet = Fleet::start(&plane, 5, None);
+    let fleet = Fleet::start(&plane, 5, None, None);
     let after = connected(&plane.ecs, 5).await;
     let arns = |all: &[ContainerInstance]| {
         let mut arns: Vec<_> = all
@@ -308,6 +315,56 @@ async fn tasks_end_after_their_run_time_and_hosts_keep_their_identity() {
         arns
     };
     assert_eq!(arns(&before), arns(&after));
+    fleet.stop().await;
+    plane.server.stop().await.expect("server stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_with_a_health_check_turn_healthy_when_told_to() {
+    let plane = control_plane().await;
+    let td: RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+        "family": "checked",
+        "containerDefinitions": [{"name": "app", "image": "berth-sim/app", "cpu": 128,
+            "memory": 256, "healthCheck": {"command": ["CMD", "true"]}}]
+    }))
+    .expect("task definition");
+    plane.ecs.send(&td).await.expect("register task definition");
+    let fleet = Fleet::start(&plane, 2, None, Some(Duration::from_millis(200)));
+    connected(&plane.ecs, 2).await;
+
+    let unchecked = run_tasks(&plane.ecs, 1).await;
+    let checked: Vec<String> = plane
+        .ecs
+        .send(&RunTaskRequest {
+            cluster: Some(CLUSTER.into()),
+            task_definition: "checked".into(),
+            ..RunTaskRequest::default()
+        })
+        .await
+        .expect("run task")
+        .tasks
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| t.task_arn)
+        .collect();
+    all_reach(&plane.ecs, &unchecked, "RUNNING").await;
+    eventually(
+        "the checked task HEALTHY",
+        Duration::from_secs(10),
+        || async {
+            describe(&plane.ecs, &checked)
+                .await
+                .iter()
+                .all(|t| t.health_status == Some(HealthStatus::Healthy))
+                .then_some(())
+        },
+    )
+    .await;
+    // A container without a check has no health to report, whatever the
+    // simulation says.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let task = &describe(&plane.ecs, &unchecked).await[0];
+    assert_ne!(task.health_status, Some(HealthStatus::Healthy));
     fleet.stop().await;
     plane.server.stop().await.expect("server stops");
 }

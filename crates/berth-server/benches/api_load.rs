@@ -70,9 +70,7 @@ fn start_server(data_dir: &std::path::Path) -> std::net::SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     let config = berth_server::Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: data_dir.to_path_buf(),
-        account_id: "000000000000".into(),
-        region: "us-east-1".into(),
+        ..berth_server::Config::local(data_dir)
     };
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -26,6 +26,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub account_id: String,
     pub region: String,
+    /// How long an agent may stay disconnected before the service tasks on
+    /// its host are recorded lost and replaced elsewhere.
+    pub lost_agent_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -37,9 +40,16 @@ impl Config {
             data_dir: data_dir.into(),
             account_id: "000000000000".into(),
             region: "us-east-1".into(),
+            lost_agent_timeout: DEFAULT_LOST_AGENT_TIMEOUT,
         }
     }
 }
+
+/// ECS never reschedules the tasks of a vanished host; Berth does after a
+/// minute, long enough to ride out an agent restart or a network blip.
+pub const DEFAULT_LOST_AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(
+    berth_core::service::DEFAULT_LOST_AGENT_TIMEOUT_MILLIS.unsigned_abs(),
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -99,7 +109,7 @@ pub async fn serve(
     let bound = listener.local_addr().map_err(ServerError::Serve)?;
     ready(bound);
     let sweeper = controllers::spawn(Arc::clone(&api));
-    let service_controller = service_controller::spawn(Arc::clone(&api));
+    let service_controller = service_controller::spawn(Arc::clone(&api), config.lost_agent_timeout);
     let log_sweeper = logs.spawn_sweeper();
     let sessions = Arc::clone(&api);
     let shutdown = async move {

@@ -2,11 +2,21 @@
 //! scheduler (`berth_core::service::decide`) and carrying out its decision.
 //!
 //! A supervisor follows the cache's change feed and keeps one worker per
-//! service that is not INACTIVE. A worker reconciles its service whenever
-//! the service, a task of its cluster or an instance of its cluster changes,
-//! and at the decision's `next_wakeup_millis`; since one worker owns one
-//! service, two rounds of the same service never run at once. A round reads
-//! the service and its tasks from the cache, decides, persists the new
+//! service that is not INACTIVE; since one worker owns one service, two
+//! rounds of the same service never run at once. The supervisor routes each
+//! change to the workers it concerns: a service change to its worker, a
+//! task change to the worker of the service its group (`service:NAME`)
+//! names, an instance change that rounds can see (status, agent connection,
+//! zone, registration) to the workers with tasks on it and to the DAEMON
+//! services of its cluster, and an instance that may take tasks it could
+//! not before (it changed so, or gained room) to the workers whose last
+//! launch found no room. A worker also runs at the decision's
+//! `next_wakeup_millis`. Waking every worker of a cluster on each change,
+//! as this once did, made a deployment of 1,000 services cost O(changes ×
+//! services) rounds, each scanning the cluster's tasks. A round reads
+//! the service from the cache and its tasks through the supervisor's index
+//! of them ([`TaskIndex`]), the hosts of those tasks (every instance of
+//! the cluster for DAEMON services), decides, persists the new
 //! scheduler state with the counts, deployments and events onto the service
 //! (compare-and-swap on the revision read; a lost race re-runs the round),
 //! stops tasks the way StopTask does (or marks tasks on lost hosts STOPPED),
@@ -19,25 +29,28 @@
 //! then.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_core::lifecycle;
 use berth_core::service::{
-    DEFAULT_LOST_AGENT_TIMEOUT_MILLIS, InstanceStatus, InstanceView, LaunchReport, Placement,
-    PlacementFailure, ServiceSnapshot, ServiceStatus, StopHow, TaskView, decide,
+    InstanceStatus, InstanceView, LaunchReport, Placement, PlacementFailure, ServiceSnapshot,
+    ServiceStatus, StopHow, TaskView, decide,
 };
+use berth_scheduler::cql;
 use berth_store::Txn;
 use berth_types::agent::DesiredStatus;
 use berth_types::arn::{Arn, Scope};
 use berth_types::{
-    ContainerInstance, EcsError, PropagateTags, RunTaskRequest, SchedulingStrategy,
-    StartTaskRequest, Task, Timestamp,
+    ContainerInstance, EcsError, PlacementConstraintType, PropagateTags, RunTaskRequest,
+    SchedulingStrategy, Service, StartTaskRequest, Task, Timestamp,
 };
 use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::{Api, Ctx, services, tasks};
+use crate::placement;
 
 /// What one RunTask or StartTask call returned: tasks and failures.
 type LaunchOutcome = Result<(Option<Vec<Task>>, Option<Vec<berth_types::Failure>>), EcsError>;
@@ -81,30 +94,216 @@ struct Shared {
     api: Arc<Api>,
     /// Instance key → when its agent was first seen disconnected.
     disconnected: Mutex<HashMap<String, i64>>,
+    /// How long an agent may be away before its service tasks are lost.
+    lost_agent_timeout_millis: i64,
+    tasks: TaskIndex,
 }
 
-impl Shared {
-    fn track_instance(&self, key: &str, now: i64) {
-        let connected = self
-            .api
-            .cache
-            .peek::<ContainerInstance, _>(key, |ci| ci.agent_connected);
-        let mut map = self.disconnected.lock().expect("lock");
-        match connected {
-            Some(false) => {
-                map.entry(key.to_owned()).or_insert(now);
-            }
-            _ => {
-                map.remove(key);
+/// Service key → the ids of the tasks of its group (`service:NAME`) the
+/// store may still hold, so a round reads its own tasks rather than
+/// scanning its cluster's (at 1,000 services of 10 tasks, those scans were
+/// most of the controller's CPU). The supervisor adds the tasks it sees
+/// change; a worker adds the tasks it has just launched, before the
+/// supervisor may have seen them, so its next round cannot miss them and
+/// launch again; a round forgets the ids the store no longer holds.
+#[derive(Default)]
+struct TaskIndex(Mutex<HashMap<String, BTreeSet<String>>>);
+
+impl TaskIndex {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<String>>> {
+        self.0.lock().expect("lock")
+    }
+
+    fn add(&self, service: &str, ids: impl IntoIterator<Item = String>) {
+        let mut map = self.lock();
+        let entry = map.entry(service.to_owned()).or_default();
+        entry.extend(ids);
+    }
+
+    fn ids(&self, service: &str) -> Vec<String> {
+        self.lock()
+            .get(service)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn forget(&self, service: &str, ids: &[String]) {
+        if let Some(known) = self.lock().get_mut(service) {
+            for id in ids {
+                known.remove(id);
             }
         }
     }
+
+    /// Indexes every task in the cache, keeping what is indexed already
+    /// (a worker's fresh launches may not be in this read yet).
+    fn add_all(&self, api: &Api) {
+        let found = api
+            .cache
+            .select::<crate::state::TaskRecord, _>("ecs/", |task_key, r| {
+                let service = service_key(task_key, service_of_group(r.task.group.as_deref())?)?;
+                Some((service, last_segment(task_key)))
+            });
+        let mut map = self.lock();
+        for (service, id) in found {
+            map.entry(service).or_default().insert(id);
+        }
+    }
+}
+
+/// What a round reads of a container instance.
+#[derive(PartialEq)]
+struct InstanceLook {
+    status: Option<String>,
+    connected: bool,
+    zone: Option<String>,
+}
+
+/// What the supervisor remembers of an instance: what rounds read of it,
+/// and its room (free CPU, memory and GPUs, and minus its ports taken), so
+/// that the `remainingResources` every placement writes wakes no one but
+/// the workers waiting for room, and those only when it grows.
+struct InstanceSeen {
+    look: InstanceLook,
+    room: [i64; 4],
+}
+
+/// How an instance changed, for the workers.
+struct InstanceChange {
+    /// What rounds read of it changed, or it came or went.
+    visible: bool,
+    /// It may take tasks it could not take before.
+    roomier: bool,
+}
+
+fn room(ci: &ContainerInstance) -> [i64; 4] {
+    let mut room = [0; 4];
+    for r in ci.remaining_resources.iter().flatten() {
+        match r.name.as_deref() {
+            Some("CPU") => room[0] = i64::from(r.integer_value),
+            Some("MEMORY") => room[1] = i64::from(r.integer_value),
+            Some("GPU") => room[2] = i64::from(r.integer_value),
+            Some("PORTS" | "PORTS_UDP") => {
+                let taken = r.string_set_value.as_ref().map_or(0, Vec::len);
+                room[3] -= i64::try_from(taken).unwrap_or(i64::MAX);
+            }
+            _ => {}
+        }
+    }
+    room
+}
+
+impl Shared {
+    /// Records what the instance at `key` now looks like.
+    fn track_instance(
+        &self,
+        seen: &mut HashMap<String, InstanceSeen>,
+        key: &str,
+        now: i64,
+    ) -> InstanceChange {
+        let current = self
+            .api
+            .cache
+            .peek::<ContainerInstance, _>(key, |ci| InstanceSeen {
+                look: InstanceLook {
+                    status: ci.status.clone(),
+                    connected: ci.agent_connected,
+                    zone: attribute(ci, "ecs.availability-zone"),
+                },
+                room: room(ci),
+            });
+        {
+            let mut map = self.disconnected.lock().expect("lock");
+            match &current {
+                Some(ci) if !ci.look.connected => {
+                    map.entry(key.to_owned()).or_insert(now);
+                }
+                _ => {
+                    map.remove(key);
+                }
+            }
+        }
+        let Some(current) = current else {
+            return InstanceChange {
+                visible: seen.remove(key).is_some(),
+                roomier: false,
+            };
+        };
+        let change = match seen.get(key) {
+            Some(old) => {
+                let visible = old.look != current.look;
+                let grew = current
+                    .room
+                    .iter()
+                    .zip(old.room)
+                    .any(|(now, then)| *now > then);
+                // An agent that connects or an instance back to ACTIVE may
+                // take tasks it could not before, as may one with more room.
+                InstanceChange {
+                    visible,
+                    roomier: visible || grew,
+                }
+            }
+            None => InstanceChange {
+                visible: true,
+                roomier: true,
+            },
+        };
+        seen.insert(key.to_owned(), current);
+        change
+    }
+
+    /// Indexes a changed task under the service its group names, if the
+    /// task is still there; that service's key.
+    fn index_task(&self, task_key: &str) -> Option<String> {
+        let name = self
+            .api
+            .cache
+            .peek::<crate::state::TaskRecord, _>(task_key, |r| {
+                service_of_group(r.task.group.as_deref()).map(str::to_owned)
+            })??;
+        let service = service_key(task_key, &name)?;
+        self.tasks.add(&service, [last_segment(task_key)]);
+        Some(service)
+    }
+
+    /// The keys of the services with tasks on the instance at `key`.
+    fn services_on_instance(&self, key: &str) -> BTreeSet<String> {
+        self.api
+            .cache
+            .select_instance_tasks(&last_segment(key), |task_key, r| {
+                service_key(task_key, service_of_group(r.task.group.as_deref())?)
+            })
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The service name in a task group `service:NAME`.
+fn service_of_group(group: Option<&str>) -> Option<&str> {
+    group?.strip_prefix("service:")
+}
+
+/// The key of service `name` in the region, account and cluster of
+/// `task_key`.
+fn service_key(task_key: &str, name: &str) -> Option<String> {
+    let p = parts(task_key)?;
+    let scope = Scope::new(p.region, p.account);
+    Some(crate::state::key::<ServiceRecord>(
+        &scope,
+        &format!("{}/{name}", p.cluster),
+    ))
 }
 
 /// A worker's handle; dropping it (the supervisor ending) ends the worker.
 struct Worker {
     cluster: String,
+    /// A DAEMON service, which runs on every instance of its cluster.
+    daemon: bool,
     notify: Arc<Notify>,
+    /// The worker's last launch could not place every task, so room that
+    /// frees up anywhere in its cluster may let it.
+    starved: Arc<AtomicBool>,
     handle: tokio::task::JoinHandle<()>,
 }
 
@@ -114,20 +313,30 @@ impl Drop for Worker {
     }
 }
 
-pub fn spawn(api: Arc<Api>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(api: Arc<Api>, lost_agent_timeout: Duration) -> tokio::task::JoinHandle<()> {
     // Subscribe before the first read so no change falls in between.
     let changes = api.cache.subscribe();
-    tokio::spawn(supervise(api, changes))
+    let timeout = i64::try_from(lost_agent_timeout.as_millis()).unwrap_or(i64::MAX);
+    tokio::spawn(supervise(api, changes, timeout))
 }
 
-async fn supervise(api: Arc<Api>, mut changes: tokio::sync::broadcast::Receiver<Arc<[String]>>) {
+async fn supervise(
+    api: Arc<Api>,
+    mut changes: tokio::sync::broadcast::Receiver<Arc<[String]>>,
+    lost_agent_timeout_millis: i64,
+) {
     let shared = Arc::new(Shared {
         api: Arc::clone(&api),
         disconnected: Mutex::new(HashMap::new()),
+        lost_agent_timeout_millis,
+        tasks: TaskIndex::default(),
     });
+    // Before any worker starts, or its first round would see no task.
+    shared.tasks.add_all(&api);
+    let mut seen = HashMap::new();
     let started = now_millis();
     for key in api.cache.keys_of::<ContainerInstance>() {
-        shared.track_instance(&key, started);
+        shared.track_instance(&mut seen, &key, started);
     }
     let mut workers: HashMap<String, Worker> = HashMap::new();
     for key in api.cache.keys_of::<ServiceRecord>() {
@@ -137,29 +346,48 @@ async fn supervise(api: Arc<Api>, mut changes: tokio::sync::broadcast::Receiver<
         match changes.recv().await {
             Ok(keys) => {
                 let now = now_millis();
-                let mut touched = BTreeSet::new();
+                // Clusters with an instance that changed visibly (DAEMON
+                // services consider every instance), and with one that has
+                // more room (for starved workers).
+                let mut visible = BTreeSet::new();
+                let mut roomier = BTreeSet::new();
+                let wake = |workers: &HashMap<String, Worker>, key: &str| {
+                    if let Some(w) = workers.get(key) {
+                        w.notify.notify_one();
+                    }
+                };
                 for key in keys.iter() {
                     let Some(p) = parts(key) else { continue };
                     match p.kind {
                         "service" => {
                             ensure(&shared, &mut workers, key);
-                            if let Some(w) = workers.get(key.as_str()) {
-                                w.notify.notify_one();
-                            }
+                            wake(&workers, key);
                         }
                         "instance" => {
-                            shared.track_instance(key, now);
-                            touched.insert(cluster_of(&p));
+                            let change = shared.track_instance(&mut seen, key, now);
+                            if change.visible {
+                                for service in shared.services_on_instance(key) {
+                                    wake(&workers, &service);
+                                }
+                                visible.insert(cluster_of(&p));
+                            }
+                            if change.roomier {
+                                roomier.insert(cluster_of(&p));
+                            }
                         }
                         "task" => {
-                            touched.insert(cluster_of(&p));
+                            if let Some(service) = shared.index_task(key) {
+                                wake(&workers, &service);
+                            }
                         }
                         _ => {}
                     }
                 }
-                if !touched.is_empty() {
+                if !visible.is_empty() || !roomier.is_empty() {
                     for w in workers.values() {
-                        if touched.contains(&w.cluster) {
+                        if (w.daemon && visible.contains(&w.cluster))
+                            || (w.starved.load(Ordering::Relaxed) && roomier.contains(&w.cluster))
+                        {
                             w.notify.notify_one();
                         }
                     }
@@ -167,9 +395,13 @@ async fn supervise(api: Arc<Api>, mut changes: tokio::sync::broadcast::Receiver<
             }
             Err(RecvError::Lagged(_)) => {
                 let now = now_millis();
-                for key in api.cache.keys_of::<ContainerInstance>() {
-                    shared.track_instance(&key, now);
+                // The ones seen before too, so those that went are forgotten.
+                let mut instances: BTreeSet<String> = seen.keys().cloned().collect();
+                instances.extend(api.cache.keys_of::<ContainerInstance>());
+                for key in instances {
+                    shared.track_instance(&mut seen, &key, now);
                 }
+                shared.tasks.add_all(&api);
                 for key in api.cache.keys_of::<ServiceRecord>() {
                     ensure(&shared, &mut workers, &key);
                 }
@@ -189,31 +421,42 @@ fn ensure(shared: &Arc<Shared>, workers: &mut HashMap<String, Worker>, key: &str
         return;
     }
     let live = shared.api.cache.peek::<ServiceRecord, _>(key, |r| {
-        r.service.status.as_deref() != Some(services::INACTIVE)
+        (r.service.status.as_deref() != Some(services::INACTIVE))
+            .then_some(r.service.scheduling_strategy == Some(SchedulingStrategy::Daemon))
     });
-    if live != Some(true) {
+    let Some(Some(daemon)) = live else {
         workers.remove(key);
+        shared.tasks.lock().remove(key);
         return;
-    }
+    };
     let Some(p) = parts(key) else { return };
     let cluster = cluster_of(&p);
     let notify = Arc::new(Notify::new());
+    let starved = Arc::new(AtomicBool::new(false));
     let handle = tokio::spawn(run_service(
         Arc::clone(shared),
         key.to_owned(),
         Arc::clone(&notify),
+        Arc::clone(&starved),
     ));
     workers.insert(
         key.to_owned(),
         Worker {
             cluster,
+            daemon,
             notify,
+            starved,
             handle,
         },
     );
 }
 
-async fn run_service(shared: Arc<Shared>, key: String, notify: Arc<Notify>) {
+async fn run_service(
+    shared: Arc<Shared>,
+    key: String,
+    notify: Arc<Notify>,
+    starved: Arc<AtomicBool>,
+) {
     let mut launched = LaunchReport::default();
     loop {
         let wake = match reconcile(&shared, &key, &mut launched).await {
@@ -224,6 +467,7 @@ async fn run_service(shared: Arc<Shared>, key: String, notify: Arc<Notify>) {
                 Some(now_millis() + 1000)
             }
         };
+        starved.store(!launched.failures.is_empty(), Ordering::Relaxed);
         let wait = wake.map_or(IDLE_RECHECK, |at| {
             Duration::from_millis(u64::try_from(at - now_millis()).unwrap_or(0)).min(IDLE_RECHECK)
         });
@@ -287,36 +531,63 @@ async fn reconcile(
         let strategy = service
             .scheduling_strategy
             .unwrap_or(SchedulingStrategy::Replica);
-        let group = format!("service:{name}");
         let now = now_millis();
-        let task_views = api.cache.select::<crate::state::TaskRecord, _>(
-            &tasks::cluster_tasks_prefix(&ctx, &cluster),
-            |_, r| {
-                (r.task.group.as_deref() == Some(group.as_str()))
-                    .then(|| TaskView::from_wire(&r.task, has_health_check(r)))
-            },
-        );
+        let mut task_views = Vec::new();
+        let mut gone = Vec::new();
+        for id in shared.tasks.ids(key) {
+            let view = api
+                .cache
+                .peek::<crate::state::TaskRecord, _>(&tasks::task_key(&ctx, &cluster, &id), |r| {
+                    TaskView::from_wire(&r.task, has_health_check(r))
+                });
+            match view {
+                Some(view) => task_views.push(view),
+                None => gone.push(id),
+            }
+        }
+        shared.tasks.forget(key, &gone);
         let instances_prefix = format!("{}{cluster}/", prefix::<ContainerInstance>(&ctx.scope));
+        let daemon_constraints = daemon_constraints(service, strategy);
+        let view = |k: &str, ci: &ContainerInstance, disconnected: &HashMap<String, i64>| {
+            let id = ci
+                .container_instance_arn
+                .as_deref()
+                .map(last_segment)
+                .unwrap_or_else(|| last_segment(k));
+            InstanceView {
+                id,
+                status: InstanceStatus::from_wire(ci.status.as_deref().unwrap_or("")),
+                disconnected_since_millis: (!ci.agent_connected)
+                    .then(|| disconnected.get(k).copied().unwrap_or(now)),
+                availability_zone: attribute(ci, "ecs.availability-zone"),
+                daemon_eligible: daemon_constraints.is_empty() || {
+                    let instance = placement::snapshot_instance(last_segment(k).as_str(), ci, None);
+                    daemon_constraints.iter().all(|e| e.eval(&instance))
+                },
+            }
+        };
         let instances = {
             let disconnected = shared.disconnected.lock().expect("lock");
-            api.cache
-                .select::<ContainerInstance, _>(&instances_prefix, |k, ci| {
-                    let id = ci
-                        .container_instance_arn
-                        .as_deref()
-                        .map(last_segment)
-                        .unwrap_or_else(|| last_segment(k));
-                    Some(InstanceView {
-                        id,
-                        status: InstanceStatus::from_wire(ci.status.as_deref().unwrap_or("")),
-                        disconnected_since_millis: (!ci.agent_connected)
-                            .then(|| disconnected.get(k).copied().unwrap_or(now)),
-                        availability_zone: attribute(ci, "ecs.availability-zone"),
-                        // Daemon placement constraints are checked when the
-                        // task is started on the instance.
-                        daemon_eligible: true,
+            if strategy == SchedulingStrategy::Daemon {
+                api.cache
+                    .select::<ContainerInstance, _>(&instances_prefix, |k, ci| {
+                        Some(view(k, ci, &disconnected))
                     })
-                })
+            } else {
+                // A REPLICA round looks only at the hosts of its tasks.
+                let hosts: BTreeSet<&str> = task_views
+                    .iter()
+                    .filter_map(|t| t.instance_id.as_deref())
+                    .collect();
+                hosts
+                    .into_iter()
+                    .filter_map(|id| {
+                        let k = format!("{instances_prefix}{id}");
+                        api.cache
+                            .peek::<ContainerInstance, _>(&k, |ci| view(&k, ci, &disconnected))
+                    })
+                    .collect()
+            }
         };
         let config = service.deployment_configuration.clone().unwrap_or_default();
         let percent = |p: Option<i32>| p.and_then(|v| u32::try_from(v).ok());
@@ -335,35 +606,39 @@ async fn reconcile(
             tasks: task_views,
             instances,
             launched: report.clone(),
-            lost_agent_timeout_millis: DEFAULT_LOST_AGENT_TIMEOUT_MILLIS,
+            lost_agent_timeout_millis: shared.lost_agent_timeout_millis,
         };
         let decision = decide(&snapshot, &record.state, now);
         let mut updated = record.clone();
-        updated.state = decision.state.clone();
         let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         updated.service.running_count = count(decision.counts.running);
         updated.service.pending_count = count(decision.counts.pending);
         if strategy == SchedulingStrategy::Daemon {
             updated.service.desired_count = count(decision.counts.desired);
         }
-        if let Some(p) = updated.state.primary() {
+        if let Some(p) = decision.state.primary() {
             updated.service.task_definition = Some(p.task_definition.clone());
         }
-        let state = updated.state.clone();
-        services::refresh(&mut updated.service, &state);
+        services::refresh(&mut updated.service, &decision.state);
+        updated.state = decision.state;
         if decision.inactive {
             updated.service.status = Some(services::INACTIVE.into());
         }
-        let before = encode(&record)?;
-        let after = encode(&updated)?;
-        if before != after {
-            let txn = guard(Txn::new(), key, found.mod_revision).put(key, after);
-            if !api.writer.commit(txn).await? {
-                continue;
+        // Most rounds change nothing, which comparing the two parts a round
+        // writes tells without encoding the record twice; the encodings
+        // still decide, so a write never loops on a difference they lose.
+        if updated.service != record.service || updated.state != record.state {
+            let after = encode(&updated)?;
+            if encode(&record)? != after {
+                let txn = guard(Txn::new(), key, found.mod_revision).put(key, after);
+                if !api.writer.commit(txn).await? {
+                    continue;
+                }
             }
         }
         apply_stops(api, &ctx, &cluster, &decision.stop).await;
         *launched = start_tasks(api, &ctx, &cluster, &updated, &decision.start).await;
+        shared.tasks.add(key, launched.started.iter().cloned());
         if decision.inactive {
             return Ok(None);
         }
@@ -506,4 +781,22 @@ async fn start_tasks(
         }
     }
     report
+}
+
+/// A DAEMON service's memberOf expressions, which decide the instances it
+/// runs a task on (distinctInstance holds by construction). They were
+/// validated when the service was created, so one that fails to parse
+/// cannot occur; it is skipped rather than stopping every task.
+fn daemon_constraints(service: &Service, strategy: SchedulingStrategy) -> Vec<cql::Expr> {
+    if strategy != SchedulingStrategy::Daemon {
+        return Vec::new();
+    }
+    service
+        .placement_constraints
+        .iter()
+        .flatten()
+        .filter(|c| c.r#type == Some(PlacementConstraintType::MemberOf))
+        .filter_map(|c| c.expression.as_deref())
+        .filter_map(|e| cql::parse(e).ok())
+        .collect()
 }

@@ -563,3 +563,113 @@ async fn tasks_of_a_deregistered_instance_are_replaced_elsewhere() {
     );
     server.stop().await.expect("server stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_waiting_for_room_starts_as_soon_as_there_is_some() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, endpoint, ecs) = start(dir.path()).await;
+    let td = register_web_td(&ecs, "berth-test/web:1").await;
+    let instance = register_instance(&ecs, offered(&td)).await;
+    let _agent = scripted_agent(endpoint.clone(), instance.clone()).await;
+    // A task that leaves less memory than a service task needs.
+    let hog: RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+        "family": "hog",
+        "containerDefinitions": [{"name": "hog", "image": "berth-test/web:1", "memory": 4040}]
+    }))
+    .expect("td json");
+    ecs.send(&hog).await.expect("register hog");
+    let hog = ecs
+        .send(&RunTaskRequest {
+            cluster: Some(CLUSTER.into()),
+            task_definition: "hog".into(),
+            ..RunTaskRequest::default()
+        })
+        .await
+        .expect("run hog")
+        .tasks
+        .expect("tasks")
+        .remove(0)
+        .task_arn
+        .expect("arn");
+
+    ecs.send(&CreateServiceRequest {
+        cluster: Some(CLUSTER.into()),
+        service_name: "waiting".into(),
+        task_definition: Some("web".into()),
+        desired_count: Some(1),
+        ..CreateServiceRequest::default()
+    })
+    .await
+    .expect("create service");
+    let _ = wait_for(&ecs, "waiting", "a placement failure", |s| {
+        has_event(s, "was unable to place a task")
+    })
+    .await;
+    ecs.send(&StopTaskRequest {
+        cluster: Some(CLUSTER.into()),
+        task: hog.clone(),
+        reason: None,
+    })
+    .await
+    .expect("stop hog");
+    let _ = wait_for(&ecs, "waiting", "its task running", |s| {
+        s.running_count == 1
+    })
+    .await;
+    let stopped_at = ecs
+        .send(&DescribeTasksRequest {
+            cluster: Some(CLUSTER.into()),
+            tasks: vec![hog],
+            include: None,
+        })
+        .await
+        .expect("describe hog")
+        .tasks
+        .expect("tasks")[0]
+        .stopped_at
+        .expect("hog stopped");
+    let created_at = service_tasks(&ecs, "waiting", DesiredStatus::Running).await[0]
+        .created_at
+        .expect("created");
+    // The room wakes the service: it does not wait for its 10 s retry.
+    let waited = created_at.millis() - stopped_at.millis();
+    assert!(waited < 5_000, "placed {waited} ms after the room freed");
+    server.stop().await.expect("server stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_service_follows_the_instances_that_join() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, endpoint, ecs) = start(dir.path()).await;
+    let td = register_web_td(&ecs, "berth-test/web:1").await;
+    let a = register_instance(&ecs, offered(&td)).await;
+    let _agent_a = scripted_agent(endpoint.clone(), a).await;
+    ecs.send(&CreateServiceRequest {
+        cluster: Some(CLUSTER.into()),
+        service_name: "everywhere".into(),
+        task_definition: Some("web".into()),
+        scheduling_strategy: Some(SchedulingStrategy::Daemon),
+        ..CreateServiceRequest::default()
+    })
+    .await
+    .expect("create service");
+    let _ = wait_for(&ecs, "everywhere", "one task", |s| steady(s, 1)).await;
+
+    let b = register_instance(&ecs, offered(&td)).await;
+    let _agent_b = scripted_agent(endpoint.clone(), b.clone()).await;
+    let joined = tokio::time::Instant::now();
+    let _ = wait_for(&ecs, "everywhere", "a task on each instance", |s| {
+        s.desired_count == 2 && s.running_count == 2
+    })
+    .await;
+    // The instance's arrival wakes the service: it does not wait for its
+    // 10 s retry.
+    assert!(joined.elapsed() < Duration::from_secs(5));
+    let tasks = service_tasks(&ecs, "everywhere", DesiredStatus::Running).await;
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t.container_instance_arn.as_deref() == Some(b.as_str()))
+    );
+    server.stop().await.expect("server stops");
+}

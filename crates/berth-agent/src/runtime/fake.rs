@@ -270,8 +270,12 @@ impl FakeRuntime {
     }
 
     fn health_at(&self, id: &str, generation: u64, status: HealthStatus) {
+        // Docker reports no health for a container without a health check,
+        // whatever behaviour the container was given.
         let running = self.lock().containers.get(id).is_some_and(|c| {
-            c.generation == generation && c.info.status == ContainerStatus::Running
+            c.has_health_check
+                && c.generation == generation
+                && c.info.status == ContainerStatus::Running
         });
         if running {
             self.set_health(id, status);

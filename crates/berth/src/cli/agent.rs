@@ -86,6 +86,10 @@ struct SimulationArgs {
     /// Milliseconds a simulated container takes to start.
     #[arg(long, requires = "simulate", default_value_t = 50, value_name = "MS")]
     task_start_delay_ms: u64,
+    /// Milliseconds after its start a simulated container with a health
+    /// check reports HEALTHY (default: its health stays UNKNOWN).
+    #[arg(long, requires = "simulate", value_name = "MS")]
+    task_healthy_after_ms: Option<u64>,
     /// Availability zones to spread the simulated hosts over, round robin
     /// (default: a, b and c of the region).
     #[arg(
@@ -141,6 +145,7 @@ impl AgentArgs {
         simulation.zones = args.zones.clone();
         simulation.task_start_delay = Duration::from_millis(args.task_start_delay_ms);
         simulation.task_run_time = args.task_run_seconds;
+        simulation.task_healthy_after = args.task_healthy_after_ms.map(Duration::from_millis);
         simulation.max_concurrent_calls = args.max_concurrent_calls;
         Some(simulation)
     }

@@ -42,6 +42,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.join("server"),
         account_id: "000000000000".into(),
         region: "us-east-1".into(),
+        lost_agent_timeout: berth_server::DEFAULT_LOST_AGENT_TIMEOUT,
     };
     let server_stop = stopped(stop_rx.clone());
     let server = tokio::spawn(async move {

@@ -27,6 +27,11 @@ pub struct ServerArgs {
     /// The region in every ARN.
     #[arg(long, default_value = "us-east-1", value_parser = parse_region)]
     region: String,
+    /// Seconds an agent may stay disconnected before the service tasks on
+    /// its host are recorded lost (STOPPED) and replaced on other hosts.
+    #[arg(long, default_value_t = 60, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    lost_agent_timeout: u64,
 }
 
 fn parse_account_id(s: &str) -> Result<String, String> {
@@ -58,6 +63,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: args.data_dir,
         account_id: args.account_id,
+        lost_agent_timeout: std::time::Duration::from_secs(args.lost_agent_timeout),
         region: args.region,
     };
     // On stdout, so that a script that asked for port 0 can read the port.
