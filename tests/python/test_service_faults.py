@@ -1,11 +1,13 @@
-"""Lost hosts (Berth's rule beyond ECS): when the agents of a host stay
-disconnected longer than `berth server --lost-agent-timeout`, the service
-tasks on it are recorded STOPPED with a reason naming the host and are
-replaced on other hosts, never running more than maximumPercent of the
-service at once; when the agents come back, the lost tasks stay stopped.
+"""Services under faults, driven with boto3 against a real server and
+`berth agent --simulate` processes (one per "rack" of hosts):
 
-Driven with boto3 against a real server and two `berth agent --simulate`
-processes (one per "rack"), one of which is killed with SIGKILL."""
+- lost hosts (Berth's rule beyond ECS): when the agents of a host stay
+  disconnected longer than `berth server --lost-agent-timeout`, the service
+  tasks on it are recorded STOPPED with a reason naming the host and are
+  replaced on other hosts, never running more than maximumPercent of the
+  service at once; when the agents come back, the lost tasks stay stopped;
+- the server killed with SIGKILL in the middle of a deployment: after the
+  restart the deployment completes, within maximumPercent."""
 
 import os
 import signal
@@ -184,4 +186,54 @@ def test_tasks_of_a_lost_host_are_replaced_and_stay_stopped(server):
         assert len(live) == 4 and all(t["lastStatus"] == "RUNNING" for t in live), live
     finally:
         for rack in racks.values():
+            rack.stop()
+
+
+def test_a_deployment_survives_the_server_killed_midway(server):
+    berth, root = server
+    ecs = client(berth.endpoint)
+    cluster = unique("crash")
+    ecs.create_cluster(clusterName=cluster)
+    racks = [Rack(berth.endpoint, cluster, root / zone, zone) for zone in ("us-east-1a", "us-east-1b")]
+    try:
+        def connected():
+            arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+            found = ecs.describe_container_instances(
+                cluster=cluster, containerInstances=arns)["containerInstances"] if arns else []
+            return len(found) == 2 * HOSTS_PER_RACK and all(ci["agentConnected"] for ci in found)
+        wait_until("the racks to connect", connected)
+        family = unique("crash-app")
+        for image in ("berth-sim/app:1", "berth-sim/app:2"):
+            ecs.register_task_definition(
+                family=family,
+                containerDefinitions=[{"name": "app", "image": image, "cpu": 64, "memory": 128}],
+            )
+        ecs.create_service(
+            cluster=cluster, serviceName="web", taskDefinition=f"{family}:1", desiredCount=6,
+            deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 150},
+        )
+        stable = {"Delay": 1, "MaxAttempts": 90}
+        ecs.get_waiter("services_stable").wait(cluster=cluster, services=["web"], WaiterConfig=stable)
+
+        ecs.update_service(cluster=cluster, service="web", taskDefinition=f"{family}:2")
+        wait_until("the rollout to start", lambda: any(
+            t["taskDefinitionArn"].endswith(":2") for t in live_tasks(ecs, cluster)))
+        berth.kill()
+        berth.start()
+        ecs = client(berth.endpoint)
+        peak = 0
+
+        def rolled_out():
+            nonlocal peak
+            live = live_tasks(ecs, cluster)
+            peak = max(peak, len(live))
+            service = ecs.describe_services(cluster=cluster, services=["web"])["services"][0]
+            return (len(service["deployments"]) == 1
+                    and service["deployments"][0]["rolloutState"] == "COMPLETED"
+                    and service["runningCount"] == 6
+                    and all(t["taskDefinitionArn"].endswith(":2") for t in live))
+        wait_until("the deployment to complete after the restart", rolled_out, timeout=90)
+        assert peak <= 9, f"more than maximumPercent (150 % of 6) tasks at once: {peak}"
+    finally:
+        for rack in racks:
             rack.stop()
