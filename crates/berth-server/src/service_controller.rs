@@ -6,12 +6,12 @@
 //! rounds of the same service never run at once. The supervisor routes each
 //! change to the workers it concerns: a service change to its worker, a
 //! task change to the worker of the service its group (`service:NAME`)
-//! names, an instance change that rounds can see (status, agent connection,
-//! zone, registration) to the workers with tasks on it and to the DAEMON
-//! services of its cluster, and an instance that may take tasks it could
-//! not before (it changed so, or gained room) to the workers whose last
-//! launch found no room. A worker also runs at the decision's
-//! `next_wakeup_millis`. Waking every worker of a cluster on each change,
+//! names, an instance change that rounds or constraints can see (status,
+//! agent connection and version, attributes, registration) to the workers
+//! with tasks on it and to the DAEMON services of its cluster, and an
+//! instance that may take tasks it could not before (it changed so, or
+//! gained room) to the workers whose last launch found no room. A worker
+//! also runs at the decision's `next_wakeup_millis`. Waking every worker of a cluster on each change,
 //! as this once did, made a deployment of 1,000 services cost O(changes ×
 //! services) rounds, each scanning the cluster's tasks. A round reads
 //! the service from the cache and its tasks through the supervisor's index
@@ -29,6 +29,7 @@
 //! then.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -151,12 +152,24 @@ impl TaskIndex {
     }
 }
 
-/// What a round reads of a container instance.
+/// What rounds and placement constraints read of a container instance:
+/// the zone is one of its attributes, which DAEMON constraints and memberOf
+/// may test like its agent version. The attributes are kept as a hash, as
+/// this is remembered for every instance.
 #[derive(PartialEq)]
 struct InstanceLook {
     status: Option<String>,
     connected: bool,
-    zone: Option<String>,
+    agent_version: Option<String>,
+    attributes: u64,
+}
+
+fn attributes_hash(ci: &ContainerInstance) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for a in ci.attributes.iter().flatten() {
+        (&a.name, &a.value, &a.target_type, &a.target_id).hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// What the supervisor remembers of an instance: what rounds read of it,
@@ -208,7 +221,11 @@ impl Shared {
                 look: InstanceLook {
                     status: ci.status.clone(),
                     connected: ci.agent_connected,
-                    zone: attribute(ci, "ecs.availability-zone"),
+                    agent_version: ci
+                        .version_info
+                        .as_ref()
+                        .and_then(|v| v.agent_version.clone()),
+                    attributes: attributes_hash(ci),
                 },
                 room: room(ci),
             });

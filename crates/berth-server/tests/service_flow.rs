@@ -673,3 +673,54 @@ async fn a_daemon_service_follows_the_instances_that_join() {
     );
     server.stop().await.expect("server stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_service_follows_the_attributes_its_constraint_names() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, endpoint, ecs) = start(dir.path()).await;
+    let td = register_web_td(&ecs, "berth-test/web:1").await;
+    let web = Attribute {
+        name: "role".into(),
+        value: Some("web".into()),
+        ..Attribute::default()
+    };
+    let mut attributes = offered(&td);
+    attributes.push(web.clone());
+    let a = register_instance(&ecs, attributes).await;
+    let b = register_instance(&ecs, offered(&td)).await;
+    let _agent_a = scripted_agent(endpoint.clone(), a).await;
+    let _agent_b = scripted_agent(endpoint.clone(), b.clone()).await;
+    ecs.send(&CreateServiceRequest {
+        cluster: Some(CLUSTER.into()),
+        service_name: "web-only".into(),
+        task_definition: Some("web".into()),
+        scheduling_strategy: Some(SchedulingStrategy::Daemon),
+        placement_constraints: Some(vec![PlacementConstraint {
+            r#type: Some(PlacementConstraintType::MemberOf),
+            expression: Some("attribute:role == web".into()),
+        }]),
+        ..CreateServiceRequest::default()
+    })
+    .await
+    .expect("create service");
+    let _ = wait_for(&ecs, "web-only", "one task", |s| steady(s, 1)).await;
+
+    ecs.send(&PutAttributesRequest {
+        cluster: Some(CLUSTER.into()),
+        attributes: vec![Attribute {
+            target_type: Some(TargetType::ContainerInstance),
+            target_id: Some(b.clone()),
+            ..web
+        }],
+    })
+    .await
+    .expect("put attributes");
+    let tagged = tokio::time::Instant::now();
+    let _ = wait_for(&ecs, "web-only", "a task on each web instance", |s| {
+        s.desired_count == 2 && s.running_count == 2
+    })
+    .await;
+    // The attribute wakes the service: it does not wait for a minute.
+    assert!(tagged.elapsed() < Duration::from_secs(5));
+    server.stop().await.expect("server stops");
+}
