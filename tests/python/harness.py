@@ -8,6 +8,7 @@ clients, runs the venv's aws-cli and sends raw (SigV4-signed) HTTP requests.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -545,3 +546,56 @@ def no_nulls(obj, path="$"):
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             no_nulls(v, f"{path}[{i}]")
+
+
+class Simulator:
+    """One `berth agent --simulate HOSTS` process of 1024-CPU, 2048-MiB hosts;
+    its output goes to `<root>/simulator.log`."""
+
+    def __init__(self, endpoint: str, cluster: str, root: Path, hosts: int):
+        self.log_path = root / "simulator.log"
+        env = dict(os.environ)
+        env.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION})
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [str(berth_bin()), "agent", "--simulate", str(hosts), "--endpoint", endpoint,
+                 "--cluster", cluster, "--data-dir", str(root / "agent"),
+                 "--cpu", "1024", "--memory", "2048", "--task-start-delay-ms", "10"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextlib.contextmanager
+def simulated_fleet(ecs, endpoint: str, cluster: str, root: Path, hosts: int):
+    """Creates `cluster`, starts `hosts` simulated hosts in it and yields once
+    every one is registered with its agent connected; stops them after."""
+    ecs.create_cluster(clusterName=cluster)
+    sim = Simulator(endpoint, cluster, root, hosts)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+            if len(arns) == hosts:
+                found = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)
+                if all(ci["agentConnected"] for ci in found["containerInstances"]):
+                    break
+            assert sim.proc.poll() is None, sim.log()[-3000:]
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"simulated hosts did not connect:\n{sim.log()[-3000:]}")
+        yield sim
+    finally:
+        sim.terminate()

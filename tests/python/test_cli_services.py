@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from harness import ACCESS_KEY, REGION, SECRET_KEY, berth_bin, td_arn, unique
+from harness import ACCESS_KEY, REGION, SECRET_KEY, berth_bin, simulated_fleet, td_arn, unique
 
 HOSTS = 3
 # A deployment completes once its tasks have run 40 s (the simulated
@@ -150,53 +148,11 @@ def test_cli_service_errors_are_ecs_errors(berth, setup):
 # ---- with simulated hosts ------------------------------------------------------------
 
 
-class Simulator:
-    def __init__(self, endpoint: str, cluster: str, root: Path):
-        self.log_path = root / "simulator.log"
-        env = dict(os.environ)
-        env.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION})
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [str(berth_bin()), "agent", "--simulate", str(HOSTS), "--endpoint", endpoint,
-                 "--cluster", cluster, "--data-dir", str(root / "agent"),
-                 "--cpu", "1024", "--memory", "2048", "--task-start-delay-ms", "10"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def terminate(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture
 def fleet(berth, ecs, tmp_path):
     cluster = unique("clisvc-sim")
-    ecs.create_cluster(clusterName=cluster)
-    sim = Simulator(berth.endpoint, cluster, tmp_path)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
-            if len(arns) == HOSTS:
-                found = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)
-                if all(ci["agentConnected"] for ci in found["containerInstances"]):
-                    break
-            assert sim.proc.poll() is None, sim.log()[-3000:]
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"simulated hosts did not connect:\n{sim.log()[-3000:]}")
+    with simulated_fleet(ecs, berth.endpoint, cluster, tmp_path, HOSTS):
         yield cluster
-    finally:
-        sim.terminate()
 
 
 def test_cli_service_deploy_rolls_out_and_exits_0(berth, ecs, fleet):

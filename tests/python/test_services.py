@@ -6,16 +6,12 @@ roll out a new task definition, and drain to INACTIVE."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
-from harness import REGION, assert_error, berth_bin, cluster_arn, td_arn, unique
+from harness import REGION, assert_error, cluster_arn, simulated_fleet, td_arn, unique
 
 ACCOUNT = "000000000000"
 
@@ -217,63 +213,11 @@ def test_unplaceable_service_reports_why(ecs, setup):
 HOSTS = 3
 
 
-class Simulator:
-    def __init__(self, endpoint: str, cluster: str, root: Path):
-        self.log_path = root / "simulator.log"
-        env = dict(os.environ)
-        env.update({"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": REGION})
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [str(berth_bin()), "agent", "--simulate", str(HOSTS), "--endpoint", endpoint,
-                 "--cluster", cluster, "--data-dir", str(root / "agent"),
-                 "--cpu", "1024", "--memory", "2048", "--task-start-delay-ms", "10"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def terminate(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def _simulation_supported() -> bool:
-    try:
-        out = subprocess.run([str(berth_bin()), "agent", "--help"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "--simulate" in out.stdout
-
-
 @pytest.fixture
 def fleet(berth, ecs, tmp_path):
-    if not _simulation_supported():
-        pytest.skip("this berth binary has no `agent --simulate`")
     cluster = unique("svc-sim")
-    ecs.create_cluster(clusterName=cluster)
-    sim = Simulator(berth.endpoint, cluster, tmp_path)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
-            if len(arns) == HOSTS:
-                found = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)
-                if all(ci["agentConnected"] for ci in found["containerInstances"]):
-                    break
-            assert sim.proc.poll() is None, sim.log()[-3000:]
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"simulated hosts did not connect:\n{sim.log()[-3000:]}")
+    with simulated_fleet(ecs, berth.endpoint, cluster, tmp_path, HOSTS):
         yield cluster
-    finally:
-        sim.terminate()
 
 
 def test_service_on_simulated_hosts_is_stable_rolls_out_and_drains(berth, ecs, fleet):
