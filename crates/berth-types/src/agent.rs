@@ -19,6 +19,25 @@ use crate::{ContainerDefinition, HealthStatus, IpcMode, NetworkMode, PidMode, Vo
 /// The WebSocket path, relative to the endpoint `DiscoverPollEndpoint` returns.
 pub const ACS_PATH: &str = "/ws/acs";
 
+/// The cluster that the platform's Fargate capacity (agents started with
+/// `--fargate`) registers in. `~` is not allowed in cluster names, so no
+/// user cluster can take it, and no user sees its instances.
+pub const FARGATE_POOL_CLUSTER: &str = "~fargate";
+
+/// The attribute an agent able to give tasks their own network namespace
+/// (awsvpc) advertises, as the ECS agent does.
+pub const TASK_ENI_CAPABILITY: &str = "ecs.capability.task-eni";
+
+/// The attribute naming the subnet (CIDR, e.g. `100.64.0.0/22`) of the
+/// host's task network: the control plane assigns each awsvpc task placed
+/// there an address in it. The network address, the first host address
+/// (the gateway) and the broadcast address are never assigned.
+pub const TASK_ENI_SUBNET_ATTRIBUTE: &str = "berth.task-eni.subnet";
+
+/// The `LABEL_CONTAINER_NAME` of the container that holds an awsvpc task's
+/// network namespace, as ECS names its pause container.
+pub const PAUSE_CONTAINER_NAME: &str = "~internal~ecs~pause";
+
 /// Desired state of a task on a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -118,6 +137,30 @@ pub struct TaskSpec {
     pub pid_mode: Option<PidMode>,
     #[serde(default)]
     pub ipc_mode: Option<IpcMode>,
+    /// The task's elastic network interface (`awsvpc`): the agent gives the
+    /// task a network namespace of its own with this address, which all its
+    /// containers share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_interface: Option<TaskNetworkInterface>,
+}
+
+/// An awsvpc task's network interface, as the control plane allocated it.
+///
+/// The agent reports its state in `SubmitTaskStateChange.attachments`
+/// (`attachmentArn` below): `ATTACHED` with the first PENDING report, once
+/// the namespace holds the address; `DETACHING` with the STOPPED report sent
+/// when the containers have stopped (the task shows DEPROVISIONING); then
+/// `DETACHED` with a second STOPPED report once the namespace, the address
+/// and the task's cgroup are gone (the task shows STOPPED).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskNetworkInterface {
+    pub attachment_arn: String,
+    /// Dotted IPv4, inside `subnet_cidr`.
+    pub ipv4_address: String,
+    /// `0a:58:` and the four bytes of the address.
+    pub mac_address: String,
+    /// The host's task network (its `berth.task-eni.subnet` attribute).
+    pub subnet_cidr: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
