@@ -2,9 +2,11 @@
 //! request's overrides merged in, validated as ECS validates overrides, and
 //! the host resources one such task takes.
 
+use std::net::Ipv4Addr;
+
 use berth_types::{
-    EcsError, KeyValuePair, NetworkMode, ResourceType, TaskDefinition, TaskOverride,
-    TransportProtocol,
+    AssignPublicIp, AwsVpcConfiguration, EcsError, KeyValuePair, NetworkConfiguration, NetworkMode,
+    ResourceType, TaskDefinition, TaskOverride, TransportProtocol,
 };
 
 use crate::taskdef::{check_memory_pair, parse_task_cpu, parse_task_memory, resource_requirements};
@@ -153,6 +155,125 @@ pub fn demand(td: &TaskDefinition) -> Demand {
     demand
 }
 
+/// The most subnets and security groups an `awsvpcConfiguration` takes.
+const MAX_SUBNETS: usize = 16;
+const MAX_SECURITY_GROUPS: usize = 5;
+
+fn is_resource_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// Checks a launch's `networkConfiguration` against the definition's
+/// network mode, as RunTask, CreateService and UpdateService do: required
+/// for `awsvpc`, refused for every other mode. Returns the awsvpc
+/// configuration for an awsvpc launch.
+pub fn check_network_configuration(
+    mode: NetworkMode,
+    configuration: Option<&NetworkConfiguration>,
+    fargate: bool,
+) -> Result<Option<AwsVpcConfiguration>, EcsError> {
+    let awsvpc = configuration.and_then(|c| c.awsvpc_configuration.as_ref());
+    if mode != NetworkMode::Awsvpc {
+        return match configuration {
+            None => Ok(None),
+            Some(_) => Err(EcsError::invalid_parameter(
+                "Network Configuration is not valid for the given networkMode of this task definition.",
+            )),
+        };
+    }
+    let Some(awsvpc) = awsvpc else {
+        return Err(EcsError::invalid_parameter(
+            "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+        ));
+    };
+    if awsvpc.subnets.is_empty() {
+        return Err(EcsError::invalid_parameter("subnets can not be empty."));
+    }
+    if awsvpc.subnets.len() > MAX_SUBNETS {
+        return Err(EcsError::invalid_parameter(format!(
+            "subnets can have at most {MAX_SUBNETS} items."
+        )));
+    }
+    if let Some(bad) = awsvpc
+        .subnets
+        .iter()
+        .find(|s| !is_resource_id(s, "subnet-"))
+    {
+        return Err(EcsError::invalid_parameter(format!(
+            "Error retrieving subnet information for [{bad}]: The subnet ID '{bad}' is malformed"
+        )));
+    }
+    let groups = awsvpc.security_groups.as_deref().unwrap_or_default();
+    if groups.len() > MAX_SECURITY_GROUPS {
+        return Err(EcsError::invalid_parameter(format!(
+            "securityGroups can have at most {MAX_SECURITY_GROUPS} items."
+        )));
+    }
+    if let Some(bad) = groups.iter().find(|g| !is_resource_id(g, "sg-")) {
+        return Err(EcsError::invalid_parameter(format!(
+            "Error retrieving security group information for [{bad}]: The security group ID '{bad}' is malformed"
+        )));
+    }
+    if !fargate && awsvpc.assign_public_ip == Some(AssignPublicIp::Enabled) {
+        return Err(EcsError::invalid_parameter(
+            "Assign public IP is not supported for this launch type.",
+        ));
+    }
+    Ok(Some(awsvpc.clone()))
+}
+
+/// Fargate runs only its table of task cpu/memory sizes; overrides may
+/// have moved a valid definition off it.
+pub fn check_fargate_size(effective: &TaskDefinition) -> Result<(), EcsError> {
+    let cpu = effective.cpu.as_deref().and_then(parse_task_cpu);
+    let memory = effective.memory.as_deref().and_then(parse_task_memory);
+    match (cpu, memory) {
+        (Some(cpu), Some(memory)) if crate::taskdef::fargate_combination_valid(cpu, memory) => {
+            Ok(())
+        }
+        _ => Err(EcsError::client(
+            "No Fargate configuration exists for given values.",
+        )),
+    }
+}
+
+/// The address a new awsvpc task gets on a host whose task network is
+/// `subnet` (CIDR): the lowest one not `used`, skipping the network address,
+/// the gateway (the first host address) and the broadcast address. `None`
+/// when the subnet is malformed or full.
+pub fn free_address(subnet: &str, used: &std::collections::BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let (network, prefix) = subnet.split_once('/')?;
+    let network = u32::from(network.parse::<Ipv4Addr>().ok()?);
+    let prefix: u32 = prefix.parse().ok()?;
+    if !(8..=30).contains(&prefix) {
+        return None;
+    }
+    let size = 1u32 << (32 - prefix);
+    let first = network & !(size - 1);
+    (first + 2..first + size - 1)
+        .map(Ipv4Addr::from)
+        .find(|a| !used.contains(a))
+}
+
+/// The MAC address of a task's interface: locally administered, unique on
+/// its network because it embeds the address (as Kubernetes' `0a:58:` does).
+pub fn interface_mac(address: Ipv4Addr) -> String {
+    let [a, b, c, d] = address.octets();
+    format!("0a:58:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// The private DNS name EC2 gives an address in `region`.
+pub fn private_dns_name(address: Ipv4Addr, region: &str) -> String {
+    let dashed = address.to_string().replace('.', "-");
+    if region == "us-east-1" {
+        format!("ip-{dashed}.ec2.internal")
+    } else {
+        format!("ip-{dashed}.{region}.compute.internal")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +341,89 @@ mod tests {
         };
         let err = apply_overrides(&td(), Some(&overrides)).unwrap_err();
         assert!(err.message.contains("nope"));
+    }
+
+    fn awsvpc(subnets: &[&str], public: Option<AssignPublicIp>) -> NetworkConfiguration {
+        NetworkConfiguration {
+            awsvpc_configuration: Some(AwsVpcConfiguration {
+                subnets: subnets.iter().map(|s| (*s).to_owned()).collect(),
+                security_groups: Some(vec!["sg-12345678".into()]),
+                assign_public_ip: public,
+            }),
+        }
+    }
+
+    #[test]
+    fn network_configuration_follows_the_network_mode() {
+        let ok = awsvpc(&["subnet-12345678"], None);
+        assert!(
+            check_network_configuration(NetworkMode::Awsvpc, Some(&ok), false)
+                .unwrap()
+                .is_some()
+        );
+        let missing = check_network_configuration(NetworkMode::Awsvpc, None, true).unwrap_err();
+        assert!(missing.message.contains("must be provided"));
+        let refused =
+            check_network_configuration(NetworkMode::Bridge, Some(&ok), false).unwrap_err();
+        assert!(
+            refused
+                .message
+                .contains("not valid for the given networkMode")
+        );
+        assert!(
+            check_network_configuration(NetworkMode::Bridge, None, false)
+                .unwrap()
+                .is_none()
+        );
+        let empty = awsvpc(&[], None);
+        assert!(check_network_configuration(NetworkMode::Awsvpc, Some(&empty), true).is_err());
+        let bad = awsvpc(&["sn-1"], None);
+        let err = check_network_configuration(NetworkMode::Awsvpc, Some(&bad), true).unwrap_err();
+        assert!(err.message.contains("'sn-1'"));
+        let public = awsvpc(&["subnet-1"], Some(AssignPublicIp::Enabled));
+        assert!(check_network_configuration(NetworkMode::Awsvpc, Some(&public), true).is_ok());
+        let err =
+            check_network_configuration(NetworkMode::Awsvpc, Some(&public), false).unwrap_err();
+        assert!(err.message.contains("Assign public IP"));
+    }
+
+    #[test]
+    fn fargate_sizes_after_overrides() {
+        let sized = |cpu: &str, memory: &str| TaskDefinition {
+            cpu: Some(cpu.into()),
+            memory: Some(memory.into()),
+            ..TaskDefinition::default()
+        };
+        assert!(check_fargate_size(&sized("256", "512")).is_ok());
+        let err = check_fargate_size(&sized("256", "4096")).unwrap_err();
+        assert_eq!(
+            err.message,
+            "No Fargate configuration exists for given values."
+        );
+        assert!(check_fargate_size(&TaskDefinition::default()).is_err());
+    }
+
+    #[test]
+    fn addresses_skip_network_gateway_and_broadcast() {
+        let mut used = std::collections::BTreeSet::new();
+        let first = free_address("100.64.4.0/30", &used).unwrap();
+        assert_eq!(first, Ipv4Addr::new(100, 64, 4, 2));
+        used.insert(first);
+        assert_eq!(free_address("100.64.4.0/30", &used), None);
+        assert_eq!(
+            free_address("100.64.4.0/22", &used),
+            Some(Ipv4Addr::new(100, 64, 4, 3))
+        );
+        assert_eq!(free_address("nonsense", &used), None);
+        assert_eq!(free_address("10.0.0.0/31", &used), None);
+        assert_eq!(interface_mac(first), "0a:58:64:40:04:02");
+        assert_eq!(
+            private_dns_name(first, "us-east-1"),
+            "ip-100-64-4-2.ec2.internal"
+        );
+        assert_eq!(
+            private_dns_name(first, "eu-west-1"),
+            "ip-100-64-4-2.eu-west-1.compute.internal"
+        );
     }
 }

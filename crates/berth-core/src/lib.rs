@@ -3,6 +3,7 @@
 //! Nothing here touches the network, the clock, the store or Docker, so the
 //! rules can be tested (and fuzzed) in isolation and shared by every caller.
 
+pub mod capacity;
 pub mod launch;
 pub mod lifecycle;
 /// The service scheduler's decisions: one pure round, (snapshot, state, now) → actions.

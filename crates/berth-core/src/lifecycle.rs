@@ -9,8 +9,18 @@
 //! the states in between. ACTIVATING, DEACTIVATING and DEPROVISIONING stand
 //! for work around the containers (load balancer registration, network
 //! teardown); a task with no such work passes through them without pause.
+//!
+//! An awsvpc task's elastic network interface (its `attachments` entry)
+//! moves ATTACHING → ATTACHED → DETACHING → DETACHED with the agent's
+//! reports. While it is not DETACHED, a STOPPED report leaves the task in
+//! DEPROVISIONING: the containers have stopped but the namespace and the
+//! address are still held, and the task only becomes STOPPED (and gives its
+//! resources back) when the agent reports the interface DETACHED.
 
-use berth_types::{Container, ContainerStateChange, HealthStatus, Task, TaskStopCode, Timestamp};
+use berth_types::{
+    Attachment, AttachmentStateChange, Container, ContainerStateChange, HealthStatus, Task,
+    TaskStopCode, Timestamp,
+};
 
 pub const PROVISIONING: &str = "PROVISIONING";
 pub const PENDING: &str = "PENDING";
@@ -40,12 +50,71 @@ pub fn is_stopped(task: &Task) -> bool {
     task.last_status.as_deref() == Some(STOPPED)
 }
 
+/// The `type` of a task's network interface attachment.
+pub const ENI_ATTACHMENT: &str = "ElasticNetworkInterface";
+pub const ATTACHING: &str = "ATTACHING";
+pub const ATTACHED: &str = "ATTACHED";
+pub const DETACHING: &str = "DETACHING";
+pub const DETACHED: &str = "DETACHED";
+
+fn attachment_rank(status: &str) -> u8 {
+    match status {
+        "PRECREATED" => 1,
+        ATTACHING => 2,
+        ATTACHED => 3,
+        DETACHING => 4,
+        DETACHED => 5,
+        _ => 0,
+    }
+}
+
+fn eni_attachments(task: &mut Task) -> impl Iterator<Item = &mut Attachment> {
+    task.attachments
+        .iter_mut()
+        .flatten()
+        .filter(|a| a.r#type.as_deref() == Some(ENI_ATTACHMENT))
+}
+
+/// Whether the task still holds a network interface (not DETACHED).
+fn holds_interface(task: &Task) -> bool {
+    task.attachments.iter().flatten().any(|a| {
+        a.r#type.as_deref() == Some(ENI_ATTACHMENT) && a.status.as_deref() != Some(DETACHED)
+    })
+}
+
+/// Moves the task's network interfaces forward to `status`, never back.
+fn advance_interfaces(task: &mut Task, status: &str) {
+    for a in eni_attachments(task) {
+        if attachment_rank(a.status.as_deref().unwrap_or("")) < attachment_rank(status) {
+            a.status = Some(status.to_owned());
+        }
+    }
+}
+
+fn merge_attachment(task: &mut Task, change: &AttachmentStateChange) {
+    let id = change
+        .attachment_arn
+        .rsplit('/')
+        .next()
+        .unwrap_or(&change.attachment_arn);
+    if let Some(a) = task
+        .attachments
+        .iter_mut()
+        .flatten()
+        .find(|a| a.id.as_deref() == Some(id))
+        && attachment_rank(&change.status) > attachment_rank(a.status.as_deref().unwrap_or(""))
+    {
+        a.status = Some(change.status.clone());
+    }
+}
+
 /// What an agent said about a task (SubmitTaskStateChange).
 #[derive(Debug, Clone, Default)]
 pub struct TaskReport<'a> {
     pub status: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub containers: &'a [ContainerStateChange],
+    pub attachments: &'a [AttachmentStateChange],
     pub pull_started_at: Option<Timestamp>,
     pub pull_stopped_at: Option<Timestamp>,
     pub execution_stopped_at: Option<Timestamp>,
@@ -63,6 +132,9 @@ pub fn apply_report(task: &mut Task, report: &TaskReport<'_>, now: Timestamp) ->
     for change in report.containers {
         merge_container(task, change);
     }
+    for change in report.attachments {
+        merge_attachment(task, change);
+    }
     if task.pull_started_at.is_none() {
         task.pull_started_at = report.pull_started_at;
     }
@@ -72,11 +144,23 @@ pub fn apply_report(task: &mut Task, report: &TaskReport<'_>, now: Timestamp) ->
     let current = task.last_status.clone().unwrap_or_default();
     match report.status {
         Some(PENDING) if rank(&current) < rank(PENDING) => {
+            advance_interfaces(task, ATTACHED);
             task.last_status = Some(PENDING.into());
         }
         Some(RUNNING) if rank(&current) < rank(RUNNING) => {
+            advance_interfaces(task, ATTACHED);
             task.last_status = Some(RUNNING.into());
             task.started_at.get_or_insert(now);
+        }
+        // An agent that tears a namespace down says so with the interface
+        // DETACHING; one that reports no attachment never made one (it
+        // never ran the task), so there is nothing to wait for.
+        Some(STOPPED) if holds_interface(task) && !report.attachments.is_empty() => {
+            containers_stopped(task, report, now);
+            advance_interfaces(task, DETACHING);
+            if rank(&current) < rank(DEPROVISIONING) {
+                task.last_status = Some(DEPROVISIONING.into());
+            }
         }
         Some(STOPPED) => stop_reported(task, report, now),
         _ => {}
@@ -88,7 +172,9 @@ pub fn apply_report(task: &mut Task, report: &TaskReport<'_>, now: Timestamp) ->
     changed
 }
 
-fn stop_reported(task: &mut Task, report: &TaskReport<'_>, now: Timestamp) {
+/// The agent stopped the task's containers: the stop code, reason and
+/// timestamps ECS shows from then on.
+fn containers_stopped(task: &mut Task, report: &TaskReport<'_>, now: Timestamp) {
     if task.stop_code.is_none() {
         // The agent stopped the task on its own: either it never got going,
         // or an essential container exited.
@@ -110,14 +196,22 @@ fn stop_reported(task: &mut Task, report: &TaskReport<'_>, now: Timestamp) {
     }
     task.desired_status = Some(STOPPED.into());
     task.stopping_at.get_or_insert(now);
-    task.execution_stopped_at = Some(report.execution_stopped_at.unwrap_or(now));
-    task.stopped_at = Some(now);
-    task.last_status = Some(STOPPED.into());
+    if task.execution_stopped_at.is_none() {
+        task.execution_stopped_at = Some(report.execution_stopped_at.unwrap_or(now));
+    }
     for container in task.containers.iter_mut().flatten() {
         if container.last_status.as_deref() != Some(STOPPED) {
             container.last_status = Some(STOPPED.into());
         }
     }
+}
+
+/// The task is over and holds nothing any more.
+fn stop_reported(task: &mut Task, report: &TaskReport<'_>, now: Timestamp) {
+    containers_stopped(task, report, now);
+    advance_interfaces(task, DETACHED);
+    task.stopped_at = Some(now);
+    task.last_status = Some(STOPPED.into());
 }
 
 fn first_container_reason(task: &Task) -> Option<String> {
@@ -358,6 +452,125 @@ mod tests {
         assert_eq!(t.stop_code, Some(TaskStopCode::UserInitiated));
         assert_eq!(t.stopped_reason.as_deref(), Some("bye"));
         assert_eq!(t.last_status.as_deref(), Some(STOPPED));
+    }
+
+    fn eni_task() -> Task {
+        Task {
+            attachments: Some(vec![Attachment {
+                id: Some("att-1".into()),
+                r#type: Some(ENI_ATTACHMENT.into()),
+                status: Some(ATTACHING.into()),
+                details: None,
+            }]),
+            ..task()
+        }
+    }
+
+    fn eni_status(t: &Task) -> &str {
+        t.attachments.as_ref().unwrap()[0]
+            .status
+            .as_deref()
+            .unwrap()
+    }
+
+    fn attachment(status: &str) -> [AttachmentStateChange; 1] {
+        [AttachmentStateChange {
+            attachment_arn: "arn:aws:ecs:us-east-1:000000000000:attachment/att-1".into(),
+            status: status.into(),
+        }]
+    }
+
+    #[test]
+    fn an_interface_holds_the_task_in_deprovisioning_until_detached() {
+        let mut t = eni_task();
+        let attached = attachment(ATTACHED);
+        apply_report(
+            &mut t,
+            &TaskReport {
+                status: Some(PENDING),
+                attachments: &attached,
+                ..TaskReport::default()
+            },
+            at(1),
+        );
+        assert_eq!(eni_status(&t), ATTACHED);
+        apply_report(&mut t, &report(RUNNING), at(2));
+        request_stop(&mut t, TaskStopCode::SpotInterruption, "spot", at(3));
+        assert_eq!(t.last_status.as_deref(), Some(STOPPING));
+        let detaching = attachment(DETACHING);
+        assert!(apply_report(
+            &mut t,
+            &TaskReport {
+                status: Some(STOPPED),
+                attachments: &detaching,
+                execution_stopped_at: Some(at(4)),
+                ..TaskReport::default()
+            },
+            at(4)
+        ));
+        assert_eq!(t.last_status.as_deref(), Some(DEPROVISIONING));
+        assert_eq!(eni_status(&t), DETACHING);
+        assert_eq!(t.execution_stopped_at, Some(at(4)));
+        assert_eq!(t.stopped_at, None);
+        assert!(!is_stopped(&t));
+        // A repeat of the same report changes nothing.
+        assert!(!apply_report(
+            &mut t,
+            &TaskReport {
+                status: Some(STOPPED),
+                attachments: &detaching,
+                ..TaskReport::default()
+            },
+            at(5)
+        ));
+        let detached = attachment(DETACHED);
+        assert!(apply_report(
+            &mut t,
+            &TaskReport {
+                status: Some(STOPPED),
+                attachments: &detached,
+                ..TaskReport::default()
+            },
+            at(6)
+        ));
+        assert!(is_stopped(&t));
+        assert_eq!(eni_status(&t), DETACHED);
+        assert_eq!(t.stopped_at, Some(at(6)));
+        assert_eq!(t.execution_stopped_at, Some(at(4)));
+        assert_eq!(t.stop_code, Some(TaskStopCode::SpotInterruption));
+    }
+
+    #[test]
+    fn a_stop_without_attachment_news_means_no_namespace_was_made() {
+        let mut t = eni_task();
+        assert!(apply_report(&mut t, &report(STOPPED), at(1)));
+        assert!(is_stopped(&t));
+        assert_eq!(eni_status(&t), DETACHED);
+    }
+
+    #[test]
+    fn an_interface_never_moves_backwards_and_a_lost_host_detaches_it() {
+        let mut t = eni_task();
+        apply_report(&mut t, &report(RUNNING), at(1));
+        assert_eq!(eni_status(&t), ATTACHED);
+        let attaching = attachment(ATTACHING);
+        apply_report(
+            &mut t,
+            &TaskReport {
+                attachments: &attaching,
+                ..TaskReport::default()
+            },
+            at(2),
+        );
+        assert_eq!(eni_status(&t), ATTACHED);
+        assert!(force_stopped(
+            &mut t,
+            TaskStopCode::TaskFailedToStart,
+            "host lost",
+            at(3)
+        ));
+        assert!(is_stopped(&t));
+        assert_eq!(eni_status(&t), DETACHED);
     }
 
     #[test]
