@@ -89,6 +89,7 @@ mod tests {
                 volumes: Vec::new(),
                 pid_mode: None,
                 ipc_mode: None,
+                network_interface: None,
             },
             instance_id: None,
             reservation: Reservation::default(),

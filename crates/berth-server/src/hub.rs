@@ -26,7 +26,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::api::{Api, Ctx, cluster_name, container_instances, tasks};
+use crate::api::{Api, Ctx, clusters, container_instances, tasks};
 use crate::protocol::region_from_authorization;
 use crate::state::{TaskRecord, Write, kind_of};
 
@@ -155,7 +155,7 @@ pub async fn acs(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let ctx = Ctx::new(&api, region_from_authorization(&headers));
-    let cluster = match cluster_name(&ctx, Some(&query.cluster)) {
+    let cluster = match clusters::for_agent(&api, &ctx, Some(&query.cluster)) {
         Ok(c) => c,
         Err(err) => return refuse(&err),
     };
@@ -323,47 +323,44 @@ impl Session {
     }
 
     async fn record_health(&self, report: &HealthReport) -> Result<(), EcsError> {
-        tasks::update(
-            &self.api,
-            &self.ctx,
-            &self.cluster,
-            &report.task_arn,
-            |record| {
-                let before = record.task.clone();
-                for health in &report.containers {
-                    if let Some(c) = record
-                        .task
-                        .containers
-                        .iter_mut()
-                        .flatten()
-                        .find(|c| c.name.as_deref() == Some(health.container_name.as_str()))
-                    {
-                        c.health_status = Some(health.health_status);
-                    }
+        // A Fargate pool host runs the tasks of many clusters: the task's
+        // own ARN names its cluster.
+        let cluster = tasks::cluster_of(&report.task_arn).unwrap_or(&self.cluster);
+        tasks::update(&self.api, &self.ctx, cluster, &report.task_arn, |record| {
+            let before = record.task.clone();
+            for health in &report.containers {
+                if let Some(c) = record
+                    .task
+                    .containers
+                    .iter_mut()
+                    .flatten()
+                    .find(|c| c.name.as_deref() == Some(health.container_name.as_str()))
+                {
+                    c.health_status = Some(health.health_status);
                 }
-                let essential: Vec<&str> = record
-                    .spec
+            }
+            let essential: Vec<&str> = record
+                .spec
+                .containers
+                .iter()
+                .filter(|c| c.definition.essential.unwrap_or(true))
+                .filter_map(|c| c.definition.name.as_deref())
+                .collect();
+            let health = lifecycle::task_health(
+                record
+                    .task
                     .containers
                     .iter()
-                    .filter(|c| c.definition.essential.unwrap_or(true))
-                    .filter_map(|c| c.definition.name.as_deref())
-                    .collect();
-                let health = lifecycle::task_health(
-                    record
-                        .task
-                        .containers
-                        .iter()
-                        .flatten()
-                        .filter(|c| c.name.as_deref().is_some_and(|n| essential.contains(&n))),
-                );
-                record.task.health_status = Some(health);
-                let changed = record.task != before;
-                if changed {
-                    record.task.version += 1;
-                }
-                Ok(changed)
-            },
-        )
+                    .flatten()
+                    .filter(|c| c.name.as_deref().is_some_and(|n| essential.contains(&n))),
+            );
+            record.task.health_status = Some(health);
+            let changed = record.task != before;
+            if changed {
+                record.task.version += 1;
+            }
+            Ok(changed)
+        })
         .await
         .map(|_| ())
     }

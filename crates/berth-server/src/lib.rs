@@ -14,6 +14,7 @@ pub mod api;
 pub mod controllers;
 mod hub;
 pub mod logs;
+pub mod operator;
 pub mod placement;
 mod protocol;
 pub mod service_controller;
@@ -29,6 +30,9 @@ pub struct Config {
     /// How long an agent may stay disconnected before the service tasks on
     /// its host are recorded lost and replaced elsewhere.
     pub lost_agent_timeout: std::time::Duration,
+    /// Chaos testing: interrupt each RUNNING FARGATE_SPOT task with this
+    /// probability per hour.
+    pub spot_interruptions_per_task_hour: Option<f64>,
 }
 
 impl Config {
@@ -41,6 +45,7 @@ impl Config {
             account_id: "000000000000".into(),
             region: "us-east-1".into(),
             lost_agent_timeout: DEFAULT_LOST_AGENT_TIMEOUT,
+            spot_interruptions_per_task_hour: None,
         }
     }
 }
@@ -111,6 +116,10 @@ pub async fn serve(
     let sweeper = controllers::spawn(Arc::clone(&api));
     let service_controller = service_controller::spawn(Arc::clone(&api), config.lost_agent_timeout);
     let log_sweeper = logs.spawn_sweeper();
+    let chaos = config
+        .spot_interruptions_per_task_hour
+        .filter(|rate| *rate > 0.0)
+        .map(|rate| operator::spawn_chaos(Arc::clone(&api), rate));
     let sessions = Arc::clone(&api);
     let shutdown = async move {
         shutdown.await;
@@ -124,6 +133,9 @@ pub async fn serve(
     sweeper.abort();
     service_controller.abort();
     log_sweeper.abort();
+    if let Some(chaos) = chaos {
+        chaos.abort();
+    }
     // Closing ends the cache's watch, which releases the database for the
     // next server in this process (tests restart servers in place).
     tokio::task::spawn_blocking(move || sqlite.close())

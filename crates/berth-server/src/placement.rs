@@ -14,7 +14,8 @@
 //! So launches never over-commit a host, even across servers sharing a
 //! store, while one fsync carries many launches.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use berth_scheduler::engine::{Instance, InstanceStatus, Request};
@@ -31,8 +32,13 @@ use crate::state::{
 /// Most launches one batch carries; bounds the transaction's size.
 const MAX_BATCH: usize = 64;
 
-/// Builds one task record for the instance it was placed on.
-pub type BuildTask = Box<dyn Fn(&ContainerInstance, Timestamp) -> TaskRecord + Send>;
+/// Builds one task record for the instance it was placed on, with the
+/// address it got there when the launch asked for one (awsvpc).
+pub type BuildTask =
+    Box<dyn Fn(&ContainerInstance, Option<Ipv4Addr>, Timestamp) -> TaskRecord + Send>;
+
+/// ECS's answer when Fargate has no room for a task.
+pub const FARGATE_CAPACITY_UNAVAILABLE: &str = "Capacity is unavailable at this time. Please try again later or in a different availability zone";
 
 /// One launch: what to place, how to make each task, and where the task
 /// records go.
@@ -43,6 +49,11 @@ pub struct Launch {
     pub task_key: Box<dyn Fn(&str) -> String + Send>,
     /// A RunTask `clientToken`: its key and the request's fingerprint.
     pub token: Option<(String, String)>,
+    /// Each task gets an address of its own on its host's task network.
+    pub needs_address: bool,
+    /// The tasks go to the platform's Fargate pool: a failure names no
+    /// host (the user has none) and reads as ECS's Fargate capacity error.
+    pub pool: bool,
 }
 
 /// What became of a launch.
@@ -345,12 +356,21 @@ impl LaneState {
         let mut txn = Txn::new();
         let mut results = Vec::with_capacity(batch.len());
         let mut touched: BTreeMap<String, ContainerInstance> = BTreeMap::new();
+        // Addresses taken by earlier placements of this batch, per instance.
+        let mut addresses: HashMap<String, BTreeSet<Ipv4Addr>> = HashMap::new();
         for (n, job) in batch.iter().enumerate() {
             let launch = &job.launch;
             if !self.has_active_instance() {
-                results.push(Err(EcsError::invalid_parameter(
-                    "No Container Instances were found in your cluster.",
-                )));
+                results.push(if launch.pool {
+                    Ok(Launched::Placed {
+                        tasks: Vec::new(),
+                        failures: vec![pool_failure(); launch.request.count],
+                    })
+                } else {
+                    Err(EcsError::invalid_parameter(
+                        "No Container Instances were found in your cluster.",
+                    ))
+                });
                 continue;
             }
             let placed = self
@@ -368,6 +388,7 @@ impl LaneState {
                 }
             };
             let mut tasks = Vec::with_capacity(placed.placements.len());
+            let mut no_address = Vec::new();
             for id in &placed.placements {
                 let Some((_, seen)) = self.records.get(id) else {
                     continue;
@@ -375,7 +396,22 @@ impl LaneState {
                 let instance = touched
                     .entry(id.clone())
                     .or_insert_with(|| seen.value.clone());
-                let record = (launch.build)(instance, now);
+                let address = if launch.needs_address {
+                    let taken = addresses.entry(id.clone()).or_default();
+                    match free_address(&self.cache, id, instance, taken) {
+                        Some(address) => {
+                            taken.insert(address);
+                            Some(address)
+                        }
+                        None => {
+                            no_address.push(id.clone());
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let record = (launch.build)(instance, address, now);
                 adjust_remaining(instance, &record.reservation, -1);
                 let task_id = record
                     .task
@@ -387,19 +423,29 @@ impl LaneState {
                 txn = txn.put((launch.task_key)(&task_id), encode(&record)?);
                 tasks.push(record.task);
             }
-            let failures: Vec<Failure> = placed
-                .failures
-                .iter()
-                .map(|f| Failure {
-                    arn: f
-                        .instance_id
-                        .as_ref()
-                        .and_then(|id| self.records.get(id))
-                        .and_then(|(_, r)| r.value.container_instance_arn.clone()),
-                    reason: Some(f.reason.as_str().to_owned()),
-                    detail: None,
-                })
-                .collect();
+            let arn_of = |id: &String| {
+                self.records
+                    .get(id)
+                    .and_then(|(_, r)| r.value.container_instance_arn.clone())
+            };
+            let failures: Vec<Failure> = if launch.pool {
+                vec![pool_failure(); placed.failures.len() + no_address.len()]
+            } else {
+                placed
+                    .failures
+                    .iter()
+                    .map(|f| Failure {
+                        arn: f.instance_id.as_ref().and_then(arn_of),
+                        reason: Some(f.reason.as_str().to_owned()),
+                        detail: None,
+                    })
+                    .chain(no_address.iter().map(|id| Failure {
+                        arn: arn_of(id),
+                        reason: Some("RESOURCE:ENI".to_owned()),
+                        detail: None,
+                    }))
+                    .collect()
+            };
             if let Some((key, fingerprint)) = &launch.token {
                 let token = ClientTokenRecord {
                     fingerprint: fingerprint.clone(),
@@ -421,6 +467,46 @@ impl LaneState {
             touched: touched.into_keys().collect(),
         })
     }
+}
+
+fn pool_failure() -> Failure {
+    Failure {
+        arn: None,
+        reason: Some(FARGATE_CAPACITY_UNAVAILABLE.to_owned()),
+        detail: None,
+    }
+}
+
+/// A free address for a new awsvpc task on instance `id` (whose record is
+/// `instance`): not held by any unreleased task there, nor in `taken`.
+/// Safe under concurrency because every placement also rewrites the
+/// instance's record under a guard: two launches that read the same
+/// addresses cannot both commit.
+pub fn free_address(
+    cache: &Cache,
+    id: &str,
+    instance: &ContainerInstance,
+    taken: &BTreeSet<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    let subnet = instance
+        .attributes
+        .iter()
+        .flatten()
+        .find(|a| a.name == berth_types::agent::TASK_ENI_SUBNET_ATTRIBUTE)?
+        .value
+        .clone()?;
+    let mut used = taken.clone();
+    used.extend(cache.select_instance_tasks(id, |_, record| {
+        if record.released {
+            return None;
+        }
+        record
+            .spec
+            .network_interface
+            .as_ref()
+            .and_then(|eni| eni.ipv4_address.parse::<Ipv4Addr>().ok())
+    }));
+    berth_core::launch::free_address(&subnet, &used)
 }
 
 /// The (instance id, group) an unreleased task holds, if it holds one.

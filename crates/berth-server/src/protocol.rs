@@ -71,6 +71,18 @@ async fn process(
         })?;
         return crate::logs::dispatch(logs, operation, &body).await;
     }
+    if let Some(operation) = target.strip_prefix(crate::operator::OPERATOR_TARGET_PREFIX) {
+        let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                EcsError::new(
+                    ErrorCode::RequestEntityTooLargeException,
+                    format!("Request body must be at most {MAX_BODY_BYTES} bytes."),
+                )
+            })?;
+        let ctx = Ctx::new(api, region_from_authorization(headers));
+        return crate::operator::dispatch(api, &ctx, operation, &body).await;
+    }
     let operation = target
         .strip_prefix(TARGET_PREFIX)
         .and_then(Operation::from_name)

@@ -28,7 +28,7 @@
 //! in memory, and instances already disconnected when it starts count from
 //! then.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -767,11 +767,19 @@ async fn start_tasks(
                         placement_constraints: service.placement_constraints.clone(),
                         placement_strategy: Some(strategies.clone()),
                         launch_type: service.launch_type,
+                        capacity_provider_strategy: service.capacity_provider_strategy.clone(),
+                        network_configuration: service.network_configuration.clone(),
+                        platform_version: service.platform_version.clone(),
                         tags: tags.clone(),
                         propagate_tags,
                         ..RunTaskRequest::default()
                     };
-                    let result = tasks::run(api, ctx, req)
+                    let existing = if service.capacity_provider_strategy.is_some() {
+                        tasks_per_provider(api, ctx, cluster, &start.group)
+                    } else {
+                        BTreeMap::new()
+                    };
+                    let result = tasks::run_with(api, ctx, req, &existing)
                         .await
                         .map(|r| (r.tasks, r.failures));
                     record_outcome(result, n as usize);
@@ -798,6 +806,25 @@ async fn start_tasks(
         }
     }
     report
+}
+
+/// How many of a service's tasks (its task group) that have not stopped
+/// run on each capacity provider, so new tasks keep its strategy's base
+/// and weights.
+fn tasks_per_provider(api: &Api, ctx: &Ctx, cluster: &str, group: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    let providers = api.cache.select::<crate::state::TaskRecord, _>(
+        &tasks::cluster_tasks_prefix(ctx, cluster),
+        |_, r| {
+            (r.task.group.as_deref() == Some(group) && !lifecycle::is_stopped(&r.task))
+                .then(|| r.task.capacity_provider_name.clone())
+                .flatten()
+        },
+    );
+    for provider in providers {
+        *counts.entry(provider).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// A DAEMON service's memberOf expressions, which decide the instances it

@@ -624,6 +624,7 @@ mod tests {
             volumes: Vec::new(),
             pid_mode: None,
             ipc_mode: None,
+            network_interface: None,
         };
         let record = TaskRecord {
             task: Task::default(),

@@ -15,7 +15,7 @@ pub async fn discover_poll_endpoint(
     ctx: &Ctx,
     req: DiscoverPollEndpointRequest,
 ) -> Result<DiscoverPollEndpointResponse, EcsError> {
-    clusters::active(api, ctx, req.cluster.as_deref())?;
+    clusters::for_agent(api, ctx, req.cluster.as_deref())?;
     let host = ctx
         .host
         .clone()
@@ -54,10 +54,12 @@ pub async fn submit_task_state_change(
         )));
     }
     let containers = req.containers.clone().unwrap_or_default();
+    let attachments = req.attachments.clone().unwrap_or_default();
     let report = TaskReport {
         status: req.status.as_deref(),
         reason: req.reason.as_deref(),
         containers: &containers,
+        attachments: &attachments,
         pull_started_at: req.pull_started_at,
         pull_stopped_at: req.pull_stopped_at,
         execution_stopped_at: req.execution_stopped_at,

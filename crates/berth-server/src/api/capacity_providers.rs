@@ -41,7 +41,7 @@ fn provider_name(reference: &str) -> &str {
     }
 }
 
-fn find(api: &Api, ctx: &Ctx, reference: &str) -> Option<CapacityProvider> {
+pub fn find(api: &Api, ctx: &Ctx, reference: &str) -> Option<CapacityProvider> {
     let name = provider_name(reference);
     if is_fargate(name) {
         return Some(built_in(ctx, name));

@@ -6,7 +6,7 @@ use berth_types::{
     Cluster, ClusterField, ClusterServiceConnectDefaults, ClusterServiceConnectDefaultsRequest,
     ClusterSetting, ContainerInstance, CreateClusterRequest, CreateClusterResponse,
     DeleteClusterRequest, DeleteClusterResponse, DescribeClustersRequest, DescribeClustersResponse,
-    EcsError, ErrorCode, KeyValuePair, ListClustersRequest, ListClustersResponse,
+    EcsError, ErrorCode, KeyValuePair, LaunchType, ListClustersRequest, ListClustersResponse,
     PutClusterCapacityProvidersRequest, PutClusterCapacityProvidersResponse, Tag,
     UpdateClusterRequest, UpdateClusterResponse, UpdateClusterSettingsRequest,
     UpdateClusterSettingsResponse,
@@ -16,7 +16,9 @@ use super::capacity_providers::{self, is_fargate};
 use super::{
     Api, Ctx, cluster_name, failure, includes, merge_tags, paginate, services, tasks, validate_tags,
 };
-use crate::state::{Write, key, prefix};
+use berth_core::lifecycle::{PENDING, RUNNING};
+
+use crate::state::{ServiceRecord, TaskRecord, Write, key, prefix};
 
 pub const ACTIVE: &str = "ACTIVE";
 pub const INACTIVE: &str = "INACTIVE";
@@ -29,6 +31,20 @@ pub fn active(api: &Api, ctx: &Ctx, reference: Option<&str>) -> Result<Cluster, 
         .map(|v| v.value)
         .filter(|c| c.status.as_deref() == Some(ACTIVE))
         .ok_or_else(EcsError::cluster_not_found)
+}
+
+/// The cluster an agent joins: a user cluster that is ACTIVE, or the
+/// platform's Fargate pool, which exists without a cluster record (no user
+/// lists, describes or deletes it).
+pub fn for_agent(api: &Api, ctx: &Ctx, reference: Option<&str>) -> Result<String, EcsError> {
+    let pool = berth_types::agent::FARGATE_POOL_CLUSTER;
+    let pool_arn = ctx.scope.cluster(pool);
+    match reference {
+        Some(r) if r == pool || r == pool_arn => Ok(pool.to_owned()),
+        _ => Ok(active(api, ctx, reference)?
+            .cluster_name
+            .unwrap_or_default()),
+    }
 }
 
 pub async fn create(
@@ -143,9 +159,7 @@ pub async fn describe(
         };
         let mut cluster = with_counters(api, ctx, cluster);
         if includes(include, &ClusterField::Statistics) {
-            let name = cluster.cluster_name.clone().unwrap_or_default();
-            let draining = services::count_with_status(api, ctx, &name, services::DRAINING);
-            cluster.statistics = Some(statistics(&cluster, draining));
+            cluster.statistics = Some(statistics(api, ctx, &cluster));
         }
         if !includes(include, &ClusterField::Tags) {
             cluster.tags = None;
@@ -186,23 +200,59 @@ fn with_counters(api: &Api, ctx: &Ctx, mut cluster: Cluster) -> Cluster {
     cluster
 }
 
-fn statistics(cluster: &Cluster, draining_services: usize) -> Vec<KeyValuePair> {
+/// The per-launch-type counters of `include=STATISTICS`: the Fargate ones
+/// are counted over the cluster's tasks and services (only when asked for),
+/// the EC2 ones are the rest.
+fn statistics(api: &Api, ctx: &Ctx, cluster: &Cluster) -> Vec<KeyValuePair> {
+    let name = cluster.cluster_name.clone().unwrap_or_default();
+    let fargate = Some(LaunchType::Fargate);
+    let fargate_tasks = |status: &str| {
+        api.cache
+            .count::<TaskRecord>(&tasks::cluster_tasks_prefix(ctx, &name), |r| {
+                r.task.launch_type == fargate && r.task.last_status.as_deref() == Some(status)
+            })
+    };
+    let fargate_services = |status: &str| {
+        api.cache
+            .count::<ServiceRecord>(&services::cluster_services_prefix(ctx, &name), |r| {
+                r.service.status.as_deref() == Some(status)
+                    && (r.service.launch_type == fargate
+                        || r.service.capacity_provider_strategy.is_some())
+            })
+    };
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let running_fargate = count(fargate_tasks(RUNNING));
+    let pending_fargate = count(fargate_tasks(PENDING));
+    let active_fargate = count(fargate_services(services::ACTIVE));
+    let draining_fargate = count(fargate_services(services::DRAINING));
+    let draining = count(services::count_with_status(
+        api,
+        ctx,
+        &name,
+        services::DRAINING,
+    ));
     let stat = |name: &str, value: i32| KeyValuePair {
         name: Some(name.into()),
         value: Some(value.to_string()),
     };
     vec![
-        stat("runningEC2TasksCount", cluster.running_tasks_count),
-        stat("runningFargateTasksCount", 0),
-        stat("pendingEC2TasksCount", cluster.pending_tasks_count),
-        stat("pendingFargateTasksCount", 0),
-        stat("activeEC2ServiceCount", cluster.active_services_count),
-        stat("activeFargateServiceCount", 0),
         stat(
-            "drainingEC2ServiceCount",
-            i32::try_from(draining_services).unwrap_or(i32::MAX),
+            "runningEC2TasksCount",
+            cluster.running_tasks_count - running_fargate,
         ),
-        stat("drainingFargateServiceCount", 0),
+        stat("runningFargateTasksCount", running_fargate),
+        stat(
+            "pendingEC2TasksCount",
+            cluster.pending_tasks_count - pending_fargate,
+        ),
+        stat("pendingFargateTasksCount", pending_fargate),
+        stat(
+            "activeEC2ServiceCount",
+            cluster.active_services_count - active_fargate,
+        ),
+        stat("activeFargateServiceCount", active_fargate),
+        stat("drainingEC2ServiceCount", draining - draining_fargate),
+        stat("drainingFargateServiceCount", draining_fargate),
     ]
 }
 

@@ -138,8 +138,7 @@ pub async fn register(
     ctx: &Ctx,
     req: RegisterContainerInstanceRequest,
 ) -> Result<RegisterContainerInstanceResponse, EcsError> {
-    let cluster = clusters::active(api, ctx, req.cluster.as_deref())?;
-    let cluster_name = cluster.cluster_name.unwrap_or_default();
+    let cluster_name = clusters::for_agent(api, ctx, req.cluster.as_deref())?;
     let identity = parse_identity(req.instance_identity_document.as_deref())?;
     let resources = req.total_resources.clone().unwrap_or_default();
     validate_resources(&resources)?;

@@ -5,20 +5,22 @@
 //! controller (`crate::service_controller`) runs the scheduler and writes
 //! the counts, deployments and events back onto the record.
 
+use berth_core::launch::check_network_configuration;
 use berth_core::service::{DeploymentStatus, ServiceState};
 use berth_types::{
-    CreateServiceRequest, CreateServiceResponse, DeleteServiceRequest, DeleteServiceResponse,
-    DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentController,
-    DeploymentControllerType, DescribeServicesRequest, DescribeServicesResponse, EcsError,
-    ErrorCode, LaunchType, ListServicesByNamespaceRequest, ListServicesByNamespaceResponse,
-    ListServicesRequest, ListServicesResponse, PlacementConstraint, PlacementStrategy,
-    PropagateTags, SchedulingStrategy, Service, ServiceField, Tag, TaskDefinitionStatus, Timestamp,
+    CapacityProviderStrategyItem, Compatibility, CreateServiceRequest, CreateServiceResponse,
+    DeleteServiceRequest, DeleteServiceResponse, DeploymentCircuitBreaker, DeploymentConfiguration,
+    DeploymentController, DeploymentControllerType, DescribeServicesRequest,
+    DescribeServicesResponse, EcsError, ErrorCode, LaunchType, ListServicesByNamespaceRequest,
+    ListServicesByNamespaceResponse, ListServicesRequest, ListServicesResponse,
+    NetworkConfiguration, PlacementConstraint, PlacementStrategy, PropagateTags,
+    SchedulingStrategy, Service, ServiceField, Tag, TaskDefinitionStatus, Timestamp,
     UpdateServiceRequest, UpdateServiceResponse,
 };
 
 use super::{
     Api, Ctx, clusters, failure, includes, paginate, resource_id, service_deployments,
-    task_definitions,
+    task_definitions, tasks,
 };
 use crate::state::{ServiceRecord, Write, key, prefix};
 
@@ -77,13 +79,16 @@ pub fn default_strategy() -> Vec<PlacementStrategy> {
 /// from the scheduler's state.
 pub fn refresh(service: &mut Service, state: &ServiceState) {
     service.current_service_deployment = service_deployments::current_arn(service, state);
-    let launch_type = service.launch_type;
     service.deployments = Some(
         state
             .wire_deployments()
             .into_iter()
             .map(|mut d| {
-                d.launch_type = launch_type;
+                d.launch_type = service.launch_type;
+                d.capacity_provider_strategy = service.capacity_provider_strategy.clone();
+                d.network_configuration = service.network_configuration.clone();
+                d.platform_version = service.platform_version.clone();
+                d.platform_family = service.platform_family.clone();
                 d
             })
             .collect(),
@@ -135,28 +140,75 @@ fn deployment_configuration(
     Ok(config)
 }
 
-fn check_launch_type(
+/// The capacity a service launches on: its launch type, or a capacity
+/// provider strategy (given, or the cluster's default); `Ok((None, None))`
+/// never happens, a service always has one or the other.
+fn service_capacity(
+    api: &Api,
+    ctx: &Ctx,
+    cluster: &berth_types::Cluster,
     launch_type: Option<LaunchType>,
-    capacity_providers: bool,
-) -> Result<LaunchType, EcsError> {
-    if launch_type.is_some() && capacity_providers {
+    strategy: Option<&[CapacityProviderStrategyItem]>,
+) -> Result<
+    (
+        Option<LaunchType>,
+        Option<Vec<CapacityProviderStrategyItem>>,
+    ),
+    EcsError,
+> {
+    match tasks::resolve_capacity(api, ctx, cluster, launch_type, strategy)? {
+        Some(strategy) => Ok((None, Some(strategy))),
+        None => Ok((Some(launch_type.unwrap_or(LaunchType::Ec2)), None)),
+    }
+}
+
+/// Whether a service's tasks run on Fargate.
+fn on_fargate(
+    launch_type: Option<LaunchType>,
+    strategy: Option<&[CapacityProviderStrategyItem]>,
+) -> bool {
+    launch_type == Some(LaunchType::Fargate) || strategy.is_some_and(|s| !s.is_empty())
+}
+
+/// Checks what a service's tasks would be launched with, as RunTask will:
+/// the definition must run on the service's capacity, its network mode
+/// decides whether a network configuration is required or refused, and a
+/// Fargate service's platform version must exist.
+fn check_launch(
+    api: &Api,
+    ctx: &Ctx,
+    td_arn: &str,
+    fargate: bool,
+    network: Option<&NetworkConfiguration>,
+    platform_version: Option<&str>,
+) -> Result<(), EcsError> {
+    let (_, found) = task_definitions::resolve(api, ctx, td_arn)
+        .ok_or_else(|| EcsError::client("TaskDefinition not found."))?;
+    let definition = found.value.task_definition;
+    if fargate
+        && !definition
+            .compatibilities
+            .iter()
+            .flatten()
+            .any(|c| *c == Compatibility::Fargate)
+    {
         return Err(EcsError::invalid_parameter(
-            "Specifying both a launchType and capacityProviderStrategy is not supported.",
+            "Task definition does not support launch_type FARGATE.",
         ));
     }
-    if capacity_providers {
-        return Err(EcsError::new(
-            ErrorCode::UnsupportedFeatureException,
-            "Capacity provider strategies are not supported by Berth yet; use launchType EC2.",
+    check_network_configuration(
+        berth_core::launch::network_mode(&definition),
+        network,
+        fargate,
+    )?;
+    if fargate {
+        berth_core::capacity::platform_version(platform_version)?;
+    } else if platform_version.is_some() {
+        return Err(EcsError::invalid_parameter(
+            "The platform version must be null when specifying an EC2 launch type.",
         ));
     }
-    match launch_type.unwrap_or(LaunchType::Ec2) {
-        t @ (LaunchType::Ec2 | LaunchType::External) => Ok(t),
-        other => Err(EcsError::new(
-            ErrorCode::UnsupportedFeatureException,
-            format!("The {other} launch type is not supported by Berth services yet."),
-        )),
-    }
+    Ok(())
 }
 
 /// An ACTIVE task definition's ARN, for a service to launch.
@@ -222,9 +274,8 @@ pub async fn create(
     ctx: &Ctx,
     req: CreateServiceRequest,
 ) -> Result<CreateServiceResponse, EcsError> {
-    let cluster = clusters::active(api, ctx, req.cluster.as_deref())?
-        .cluster_name
-        .unwrap_or_default();
+    let cluster_record = clusters::active(api, ctx, req.cluster.as_deref())?;
+    let cluster = cluster_record.cluster_name.clone().unwrap_or_default();
     let name = req.service_name.clone();
     if !berth_types::arn::is_valid_name(&name) {
         return Err(EcsError::invalid_parameter(
@@ -270,20 +321,22 @@ pub async fn create(
             "ECS Exec is not supported by Berth.",
         ));
     }
-    if req.network_configuration.is_some() {
-        return Err(EcsError::invalid_parameter(
-            "Network Configuration is not valid for the given networkMode of this task definition.",
-        ));
-    }
     let strategy = req
         .scheduling_strategy
         .unwrap_or(SchedulingStrategy::Replica);
-    let launch_type = check_launch_type(
+    let (launch_type, capacity_strategy) = service_capacity(
+        api,
+        ctx,
+        &cluster_record,
         req.launch_type,
-        req.capacity_provider_strategy
-            .as_ref()
-            .is_some_and(|s| !s.is_empty()),
+        req.capacity_provider_strategy.as_deref(),
     )?;
+    let fargate = on_fargate(launch_type, capacity_strategy.as_deref());
+    if fargate && strategy == SchedulingStrategy::Daemon {
+        return Err(EcsError::invalid_parameter(
+            "The daemon scheduling strategy does not support the FARGATE launch type.",
+        ));
+    }
     let desired = match strategy {
         SchedulingStrategy::Daemon => {
             if req.desired_count.is_some() {
@@ -327,6 +380,14 @@ pub async fn create(
         ));
     };
     let td_arn = task_definition_arn(api, ctx, td_reference)?;
+    check_launch(
+        api,
+        ctx,
+        &td_arn,
+        fargate,
+        req.network_configuration.as_ref(),
+        req.platform_version.as_deref(),
+    )?;
     let constraints = req.placement_constraints.clone().unwrap_or_default();
     let strategies = req.placement_strategy.clone().unwrap_or_default();
     validate_placement(&constraints, &strategies)?;
@@ -368,7 +429,15 @@ pub async fn create(
                 desired_count: desired,
                 running_count: 0,
                 pending_count: 0,
-                launch_type: Some(launch_type),
+                launch_type,
+                capacity_provider_strategy: capacity_strategy.clone(),
+                network_configuration: req.network_configuration.clone(),
+                platform_version: fargate.then(|| {
+                    req.platform_version
+                        .clone()
+                        .unwrap_or_else(|| "LATEST".to_owned())
+                }),
+                platform_family: fargate.then(|| "Linux".to_owned()),
                 task_definition: Some(td_arn.clone()),
                 deployment_configuration: Some(config.clone()),
                 created_at: Some(now),
@@ -539,9 +608,8 @@ pub async fn update(
     ctx: &Ctx,
     req: UpdateServiceRequest,
 ) -> Result<UpdateServiceResponse, EcsError> {
-    let cluster = clusters::active(api, ctx, req.cluster.as_deref())?
-        .cluster_name
-        .unwrap_or_default();
+    let cluster_record = clusters::active(api, ctx, req.cluster.as_deref())?;
+    let cluster = cluster_record.cluster_name.clone().unwrap_or_default();
     let name = name_of(&req.service).ok_or_else(not_found)?.to_owned();
     let key = service_key(ctx, &cluster, &name);
     if req.load_balancers.as_ref().is_some_and(|l| !l.is_empty()) {
@@ -554,27 +622,16 @@ pub async fn update(
     {
         return Err(unsupported("Service registries"));
     }
-    if req
-        .capacity_provider_strategy
-        .as_ref()
-        .is_some_and(|l| !l.is_empty())
-    {
-        return Err(EcsError::new(
-            ErrorCode::UnsupportedFeatureException,
-            "Capacity provider strategies are not supported by Berth yet; use launchType EC2.",
-        ));
-    }
     if req.enable_execute_command == Some(true) {
         return Err(EcsError::new(
             ErrorCode::UnsupportedFeatureException,
             "ECS Exec is not supported by Berth.",
         ));
     }
-    if req.network_configuration.is_some() {
-        return Err(EcsError::invalid_parameter(
-            "Network Configuration is not valid for the given networkMode of this task definition.",
-        ));
-    }
+    let new_strategy = match req.capacity_provider_strategy.as_deref() {
+        Some(s) if !s.is_empty() => service_capacity(api, ctx, &cluster_record, None, Some(s))?.1,
+        _ => None,
+    };
     if req.desired_count.is_some_and(|n| n < 0) {
         return Err(EcsError::invalid_parameter(
             "desiredCount must be at least 0.",
@@ -662,6 +719,42 @@ pub async fn update(
             {
                 service.placement_constraints = Some(c.clone());
                 redeploy = true;
+            }
+            if let Some(strategy) = &new_strategy {
+                if service.capacity_provider_strategy.is_none() {
+                    return Err(EcsError::invalid_parameter(
+                        "Updating a service from a launch type to a capacity provider strategy is not supported; create a new service.",
+                    ));
+                }
+                if service.capacity_provider_strategy.as_ref() != Some(strategy) {
+                    service.capacity_provider_strategy = Some(strategy.clone());
+                    redeploy = true;
+                }
+            }
+            if let Some(n) = &req.network_configuration
+                && service.network_configuration.as_ref() != Some(n)
+            {
+                service.network_configuration = Some(n.clone());
+                redeploy = true;
+            }
+            if let Some(v) = &req.platform_version
+                && service.platform_version.as_ref() != Some(v)
+            {
+                service.platform_version = Some(v.clone());
+                redeploy = true;
+            }
+            if redeploy {
+                check_launch(
+                    api,
+                    ctx,
+                    service.task_definition.as_deref().unwrap_or_default(),
+                    on_fargate(
+                        service.launch_type,
+                        service.capacity_provider_strategy.as_deref(),
+                    ),
+                    service.network_configuration.as_ref(),
+                    service.platform_version.as_deref(),
+                )?;
             }
             if let Some(s) = &req.placement_strategy
                 && service.placement_strategy.as_ref() != Some(s)

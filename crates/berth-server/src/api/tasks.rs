@@ -7,25 +7,34 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_core::launch::Demand;
-use berth_core::launch::{apply_overrides, demand, network_mode};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use berth_core::launch::{
+    Demand, apply_overrides, check_fargate_size, check_network_configuration, demand,
+    interface_mac, network_mode, private_dns_name,
+};
 use berth_core::lifecycle::{self, PENDING, PROVISIONING, RUNNING, STOPPED};
 use berth_scheduler::engine::{self, Constraint, Instance, Request, RequestError, Strategy};
 use berth_store::Txn;
-use berth_types::agent::{ContainerSpec, DesiredStatus, TaskSpec};
+use berth_types::agent::{
+    ContainerSpec, DesiredStatus, FARGATE_POOL_CLUSTER, TASK_ENI_SUBNET_ATTRIBUTE,
+    TaskNetworkInterface, TaskSpec,
+};
 use berth_types::arn::Scope;
 use berth_types::{
-    Attribute, Connectivity, Container, ContainerInstance, DescribeTasksRequest,
-    DescribeTasksResponse, EcsError, ErrorCode, Failure, HealthStatus, LaunchType,
-    ListTasksRequest, ListTasksResponse, NetworkMode, PlacementConstraint, PlacementStrategy,
-    PropagateTags, RunTaskRequest, RunTaskResponse, StartTaskRequest, StartTaskResponse,
-    StopTaskRequest, StopTaskResponse, Tag, Task, TaskDefinition, TaskDefinitionStatus, TaskField,
-    TaskOverride, TaskStopCode, Timestamp,
+    Attachment, Attribute, AwsVpcConfiguration, CapacityProviderStrategyItem, Connectivity,
+    Container, ContainerInstance, DescribeTasksRequest, DescribeTasksResponse, EcsError,
+    EphemeralStorage, ErrorCode, Failure, HealthStatus, KeyValuePair, LaunchType, ListTasksRequest,
+    ListTasksResponse, NetworkConfiguration, NetworkInterface, PlacementConstraint,
+    PlacementStrategy, PropagateTags, RunTaskRequest, RunTaskResponse, StartTaskRequest,
+    StartTaskResponse, StopTaskRequest, StopTaskResponse, Tag, Task, TaskDefinition,
+    TaskDefinitionStatus, TaskField, TaskOverride, TaskStopCode, Timestamp,
 };
 
 use super::{
-    Api, Ctx, clusters, container_instances, failure, includes, paginate, resource_id,
-    task_definitions, validate_tags,
+    Api, Ctx, capacity_providers, clusters, container_instances, failure, includes, paginate,
+    resource_id, task_definitions, validate_tags,
 };
 use crate::placement::{self, Launched, adjust_remaining, snapshot_instance};
 use crate::state::{
@@ -39,6 +48,14 @@ pub fn task_key(ctx: &Ctx, cluster: &str, id: &str) -> String {
 
 pub fn cluster_tasks_prefix(ctx: &Ctx, cluster: &str) -> String {
     format!("{}{cluster}/", prefix::<TaskRecord>(&ctx.scope))
+}
+
+/// The cluster a (long) task ARN names.
+pub fn cluster_of(task_arn: &str) -> Option<&str> {
+    let arn = berth_types::arn::Arn::parse(task_arn)?;
+    (arn.resource_type == "task")
+        .then(|| arn.resource.split_once('/').map(|(cluster, _)| cluster))
+        .flatten()
 }
 
 /// A task of `cluster` by id or ARN.
@@ -66,6 +83,114 @@ struct Launch {
     group: String,
     tags: Vec<Tag>,
     launch_type: LaunchType,
+    /// FARGATE or FARGATE_SPOT for a Fargate launch.
+    capacity_provider: Option<String>,
+    platform_version: Option<&'static str>,
+    /// The launch's `awsvpcConfiguration` (awsvpc definitions only).
+    network: Option<AwsVpcConfiguration>,
+}
+
+/// Where a launch's tasks go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The cluster's container instances.
+    Instances(LaunchType),
+    /// The platform's Fargate pool, under FARGATE or FARGATE_SPOT.
+    Fargate(String),
+}
+
+impl Target {
+    fn launch_type(&self) -> LaunchType {
+        match self {
+            Target::Instances(t) => *t,
+            Target::Fargate(_) => LaunchType::Fargate,
+        }
+    }
+}
+
+/// What a launch asked for: a launch type, a capacity provider strategy, or
+/// neither (the cluster's default strategy, else EC2), never both.
+pub fn resolve_capacity(
+    api: &Api,
+    ctx: &Ctx,
+    cluster: &berth_types::Cluster,
+    launch_type: Option<LaunchType>,
+    strategy: Option<&[CapacityProviderStrategyItem]>,
+) -> Result<Option<Vec<CapacityProviderStrategyItem>>, EcsError> {
+    let strategy = strategy.filter(|s| !s.is_empty());
+    if launch_type.is_some() && strategy.is_some() {
+        return Err(EcsError::invalid_parameter(
+            "Specifying both a launchType and capacityProviderStrategy is not supported.",
+        ));
+    }
+    if let Some(t) = launch_type {
+        return match t {
+            LaunchType::Ec2 | LaunchType::External | LaunchType::Fargate => Ok(None),
+            other => Err(EcsError::new(
+                ErrorCode::UnsupportedFeatureException,
+                format!("The {other} launch type is not supported by Berth yet."),
+            )),
+        };
+    }
+    let strategy = match strategy {
+        Some(s) => s.to_vec(),
+        None => cluster
+            .default_capacity_provider_strategy
+            .clone()
+            .unwrap_or_default(),
+    };
+    if strategy.is_empty() {
+        return Ok(None);
+    }
+    capacity_providers::validate_strategy(&strategy)?;
+    let associated = cluster.capacity_providers.as_deref().unwrap_or_default();
+    for item in &strategy {
+        if !associated.contains(&item.capacity_provider) {
+            return Err(EcsError::invalid_parameter(
+                "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again.",
+            ));
+        }
+        if !capacity_providers::is_fargate(&item.capacity_provider) {
+            capacity_providers::find(api, ctx, &item.capacity_provider).ok_or_else(|| {
+                EcsError::invalid_parameter(format!(
+                    "The specified capacity provider {} does not exist.",
+                    item.capacity_provider
+                ))
+            })?;
+            return Err(EcsError::new(
+                ErrorCode::UnsupportedFeatureException,
+                "Auto Scaling group capacity providers cannot launch tasks in Berth yet; use FARGATE, FARGATE_SPOT or launchType EC2.",
+            ));
+        }
+    }
+    Ok(Some(strategy))
+}
+
+/// The targets of `count` new tasks: all on the launch type, or spread over
+/// the strategy's providers given what the same service already runs on
+/// each (`existing`).
+pub fn targets(
+    launch_type: Option<LaunchType>,
+    strategy: Option<&[CapacityProviderStrategyItem]>,
+    existing: &BTreeMap<String, usize>,
+    count: usize,
+) -> Result<Vec<(Target, usize)>, EcsError> {
+    let Some(strategy) = strategy else {
+        let target = match launch_type.unwrap_or(LaunchType::Ec2) {
+            LaunchType::Fargate => Target::Fargate("FARGATE".to_owned()),
+            t => Target::Instances(t),
+        };
+        return Ok(vec![(target, count)]);
+    };
+    let mut out: Vec<(Target, usize)> = Vec::new();
+    for provider in berth_core::capacity::distribute(strategy, existing, count)? {
+        let target = Target::Fargate(provider);
+        match out.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, n)) => *n += 1,
+            None => out.push((target, 1)),
+        }
+    }
+    Ok(out)
 }
 
 fn validate_started_by(started_by: Option<&str>) -> Result<(), EcsError> {
@@ -93,8 +218,11 @@ fn prepare(
     group: Option<String>,
     tags: Option<Vec<Tag>>,
     propagate: Option<PropagateTags>,
-    launch_type: LaunchType,
+    target: &Target,
+    network_configuration: Option<&NetworkConfiguration>,
+    platform_version: Option<&str>,
 ) -> Result<Launch, EcsError> {
+    let launch_type = target.launch_type();
     let (_, found) = task_definitions::resolve(api, ctx, task_definition)
         .ok_or_else(|| EcsError::client("TaskDefinition not found."))?;
     let definition = found.value.task_definition;
@@ -111,13 +239,20 @@ fn prepare(
             "Task definition does not support launch_type {launch_type}."
         )));
     }
-    if network_mode(&definition) == NetworkMode::Awsvpc {
-        return Err(EcsError::new(
-            ErrorCode::UnsupportedFeatureException,
-            "Tasks with networkMode awsvpc are not supported by Berth yet.",
-        ));
-    }
+    let fargate = launch_type == LaunchType::Fargate;
+    let network =
+        check_network_configuration(network_mode(&definition), network_configuration, fargate)?;
     let effective = apply_overrides(&definition, overrides)?;
+    let platform_version = if fargate {
+        check_fargate_size(&effective)?;
+        Some(berth_core::capacity::platform_version(platform_version)?)
+    } else if platform_version.is_some() {
+        return Err(EcsError::invalid_parameter(format!(
+            "The platform version must be null when specifying an {launch_type} launch type."
+        )));
+    } else {
+        None
+    };
     validate_started_by(started_by.as_deref())?;
     let family = definition.family.clone().unwrap_or_default();
     let group = group.unwrap_or_else(|| format!("family:{family}"));
@@ -149,6 +284,12 @@ fn prepare(
         group,
         tags,
         launch_type,
+        capacity_provider: match target {
+            Target::Fargate(provider) => Some(provider.clone()),
+            Target::Instances(_) => None,
+        },
+        platform_version,
+        network,
     })
 }
 
@@ -160,14 +301,69 @@ fn attribute(ci: &ContainerInstance, name: &str) -> Option<String> {
         .and_then(|a| a.value.clone())
 }
 
+/// A task's elastic network interface: the attachment ECS shows and what
+/// the agent needs to give the task that address.
+fn network_interface(
+    scope: &Scope,
+    launch: &Launch,
+    instance: &ContainerInstance,
+    address: Ipv4Addr,
+) -> (Attachment, TaskNetworkInterface) {
+    let attachment_id = uuid::Uuid::new_v4().to_string();
+    let mac = interface_mac(address);
+    let subnet_cidr = attribute(instance, TASK_ENI_SUBNET_ATTRIBUTE).unwrap_or_default();
+    let subnet_id = launch
+        .network
+        .as_ref()
+        .and_then(|n| n.subnets.first().cloned())
+        .unwrap_or_default();
+    let detail = |name: &str, value: String| KeyValuePair {
+        name: Some(name.to_owned()),
+        value: Some(value),
+    };
+    let attachment = Attachment {
+        id: Some(attachment_id.clone()),
+        r#type: Some(lifecycle::ENI_ATTACHMENT.to_owned()),
+        status: Some(lifecycle::ATTACHING.to_owned()),
+        details: Some(vec![
+            detail("subnetId", subnet_id),
+            detail(
+                "networkInterfaceId",
+                format!("eni-{}", &attachment_id.replace('-', "")[..17]),
+            ),
+            detail("macAddress", mac.clone()),
+            detail("privateDnsName", private_dns_name(address, &scope.region)),
+            detail("privateIPv4Address", address.to_string()),
+        ]),
+    };
+    let spec = TaskNetworkInterface {
+        attachment_arn: format!(
+            "arn:{}:ecs:{}:{}:attachment/{attachment_id}",
+            scope.partition(),
+            scope.region,
+            scope.account
+        ),
+        ipv4_address: address.to_string(),
+        mac_address: mac,
+        subnet_cidr,
+    };
+    (attachment, spec)
+}
+
+/// Fargate's ephemeral storage when the definition asks for none.
+const FARGATE_DEFAULT_EPHEMERAL_GIB: i32 = 20;
+
 fn new_task(
     scope: &Scope,
     launch: &Launch,
     instance: &ContainerInstance,
+    address: Option<Ipv4Addr>,
     now: Timestamp,
 ) -> TaskRecord {
     let id = berth_types::arn::new_id();
     let task_arn = scope.task(&launch.cluster, &id);
+    let fargate = launch.launch_type == LaunchType::Fargate;
+    let eni = address.map(|a| network_interface(scope, launch, instance, a));
     let definitions = launch
         .effective
         .container_definitions
@@ -185,7 +381,15 @@ fn new_task(
             name: c.name.clone(),
             image: c.image.clone(),
             last_status: Some(PENDING.into()),
-            network_interfaces: Some(Vec::new()),
+            network_interfaces: Some(
+                eni.iter()
+                    .map(|(attachment, spec)| NetworkInterface {
+                        attachment_id: attachment.id.clone(),
+                        private_ipv4_address: Some(spec.ipv4_address.clone()),
+                        ipv6_address: None,
+                    })
+                    .collect(),
+            ),
             cpu: Some(c.cpu.to_string()),
             memory: c.memory.map(|m| m.to_string()),
             memory_reservation: c.memory_reservation.map(|m| m.to_string()),
@@ -223,6 +427,7 @@ fn new_task(
         volumes: launch.effective.volumes.clone().unwrap_or_default(),
         pid_mode: launch.effective.pid_mode,
         ipc_mode: launch.effective.ipc_mode,
+        network_interface: eni.as_ref().map(|(_, spec)| spec.clone()),
     };
     let architecture =
         attribute(instance, "ecs.cpu-architecture").unwrap_or_else(|| "x86_64".into());
@@ -230,7 +435,32 @@ fn new_task(
         task_arn: Some(task_arn),
         cluster_arn: Some(spec.cluster_arn.clone()),
         task_definition_arn: Some(spec.task_definition_arn.clone()),
-        container_instance_arn: instance.container_instance_arn.clone(),
+        // Fargate tasks run on no host the user can see.
+        container_instance_arn: if fargate {
+            None
+        } else {
+            instance.container_instance_arn.clone()
+        },
+        capacity_provider_name: launch.capacity_provider.clone(),
+        platform_version: launch.platform_version.map(str::to_owned),
+        platform_family: fargate.then(|| "Linux".to_owned()),
+        ephemeral_storage: if fargate {
+            Some(
+                launch
+                    .effective
+                    .ephemeral_storage
+                    .clone()
+                    .unwrap_or(EphemeralStorage {
+                        size_in_gi_b: FARGATE_DEFAULT_EPHEMERAL_GIB,
+                    }),
+            )
+        } else {
+            launch.effective.ephemeral_storage.clone()
+        },
+        attachments: Some(
+            eni.map(|(attachment, _)| vec![attachment])
+                .unwrap_or_default(),
+        ),
         overrides: Some(launch.overrides.clone()),
         last_status: Some(PROVISIONING.into()),
         desired_status: Some(RUNNING.into()),
@@ -355,7 +585,7 @@ async fn start_on(
                 ContainerInstance,
             ),
         > = BTreeMap::new();
-        let mut records = Vec::new();
+        let mut records: Vec<TaskRecord> = Vec::new();
         for name in names {
             let id = resource_id(name, "container-instance")
                 .unwrap_or(name)
@@ -398,7 +628,26 @@ async fn start_on(
                 ));
                 continue;
             }
-            let record = new_task(&ctx.scope, launch, current, now);
+            let address = if launch.network.is_some() {
+                let taken: BTreeSet<Ipv4Addr> = records
+                    .iter()
+                    .filter(|r| r.instance_id.as_deref() == Some(id.as_str()))
+                    .filter_map(|r| r.spec.network_interface.as_ref()?.ipv4_address.parse().ok())
+                    .collect();
+                match placement::free_address(&api.cache, &id, current, &taken) {
+                    Some(address) => Some(address),
+                    None => {
+                        failures.push(failure(
+                            current.container_instance_arn.clone().unwrap_or_default(),
+                            "RESOURCE:ENI",
+                        ));
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let record = new_task(&ctx.scope, launch, current, address, now);
             adjust_remaining(current, &record.reservation, -1);
             records.push(record);
         }
@@ -421,46 +670,11 @@ async fn start_on(
     Err(contention())
 }
 
-fn check_launch_type(req: &RunTaskRequest) -> Result<LaunchType, EcsError> {
-    if req.launch_type.is_some()
-        && req
-            .capacity_provider_strategy
-            .as_ref()
-            .is_some_and(|s| !s.is_empty())
-    {
-        return Err(EcsError::invalid_parameter(
-            "Specifying both a launchType and capacityProviderStrategy is not supported.",
-        ));
-    }
-    if req
-        .capacity_provider_strategy
-        .as_ref()
-        .is_some_and(|s| !s.is_empty())
-    {
-        return Err(EcsError::new(
-            ErrorCode::UnsupportedFeatureException,
-            "Capacity provider strategies are not supported by Berth yet; use launchType EC2.",
-        ));
-    }
-    match req.launch_type.unwrap_or(LaunchType::Ec2) {
-        t @ (LaunchType::Ec2 | LaunchType::External) => Ok(t),
-        other => Err(EcsError::new(
-            ErrorCode::UnsupportedFeatureException,
-            format!("The {other} launch type is not supported by Berth yet."),
-        )),
-    }
-}
-
-fn check_unsupported(execute_command: bool, network_configuration: bool) -> Result<(), EcsError> {
+fn check_unsupported(execute_command: bool) -> Result<(), EcsError> {
     if execute_command {
         return Err(EcsError::new(
             ErrorCode::UnsupportedFeatureException,
             "ECS Exec is not supported by Berth.",
-        ));
-    }
-    if network_configuration {
-        return Err(EcsError::invalid_parameter(
-            "Network Configuration is not valid for the given networkMode of this task definition.",
         ));
     }
     Ok(())
@@ -474,20 +688,39 @@ fn fingerprint(req: &RunTaskRequest) -> String {
 }
 
 pub async fn run(api: &Api, ctx: &Ctx, req: RunTaskRequest) -> Result<RunTaskResponse, EcsError> {
-    let cluster = clusters::active(api, ctx, req.cluster.as_deref())?
-        .cluster_name
-        .unwrap_or_default();
+    run_with(api, ctx, req, &BTreeMap::new()).await
+}
+
+/// RunTask; `existing` counts the tasks the same service already runs per
+/// capacity provider, so a strategy's base and weights hold across calls.
+pub async fn run_with(
+    api: &Api,
+    ctx: &Ctx,
+    req: RunTaskRequest,
+    existing: &BTreeMap<String, usize>,
+) -> Result<RunTaskResponse, EcsError> {
+    let cluster_record = clusters::active(api, ctx, req.cluster.as_deref())?;
+    let cluster = cluster_record.cluster_name.clone().unwrap_or_default();
     let count = req.count.unwrap_or(1);
     if !(1..=10).contains(&count) {
         return Err(EcsError::invalid_parameter(
             "count must be between 1 and 10.",
         ));
     }
-    let launch_type = check_launch_type(&req)?;
-    check_unsupported(
-        req.enable_execute_command.unwrap_or(false),
-        req.network_configuration.is_some(),
+    let strategy = resolve_capacity(
+        api,
+        ctx,
+        &cluster_record,
+        req.launch_type,
+        req.capacity_provider_strategy.as_deref(),
     )?;
+    let targets = targets(
+        req.launch_type,
+        strategy.as_deref(),
+        existing,
+        usize::try_from(count).unwrap_or(1),
+    )?;
+    check_unsupported(req.enable_execute_command.unwrap_or(false))?;
     let token = match req.client_token.as_deref() {
         None => None,
         Some(t) if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| (33..=126).contains(&b)) => {
@@ -503,58 +736,104 @@ pub async fn run(api: &Api, ctx: &Ctx, req: RunTaskRequest) -> Result<RunTaskRes
     {
         return replay(api, ctx, &cluster, &existing.value, &fingerprint(&req));
     }
-    let launch = prepare(
-        api,
-        ctx,
-        cluster.clone(),
-        &req.task_definition,
-        req.overrides.as_ref(),
-        req.started_by.clone(),
-        req.group.clone(),
-        req.tags.clone(),
-        req.propagate_tags,
-        launch_type,
-    )?;
-    let request = placement_request(
-        &launch,
-        usize::try_from(count).unwrap_or(1),
-        req.placement_constraints.as_deref().unwrap_or_default(),
-        req.placement_strategy.as_deref().unwrap_or_default(),
-    )?;
-    let instances = format!("{}{cluster}/", prefix::<ContainerInstance>(&ctx.scope));
-    let task_keys = {
-        let (scope, cluster) = (ctx.scope.clone(), cluster.clone());
-        move |id: &str| key::<TaskRecord>(&scope, &format!("{cluster}/{id}"))
-    };
-    let build = {
-        let scope = ctx.scope.clone();
-        move |instance: &ContainerInstance, now| new_task(&scope, &launch, instance, now)
-    };
-    let launched = api
-        .lanes
-        .launch(
-            instances,
-            cluster_tasks_prefix(ctx, &cluster),
-            placement::Launch {
-                request,
-                build: Box::new(build),
-                task_key: Box::new(task_keys),
-                token: token_key.clone().map(|k| (k, fingerprint(&req))),
-            },
-        )
-        .await?;
-    let (tasks, failures) = match (launched, &token_key) {
-        (Launched::Placed { tasks, failures }, _) => (tasks, failures),
-        // Another call with the same token won the race.
-        (Launched::TokenTaken, Some(token_key)) => {
-            let existing = api
-                .cache
-                .get::<ClientTokenRecord>(token_key)
-                .ok_or_else(contention)?;
-            return replay(api, ctx, &cluster, &existing.value, &fingerprint(&req));
+    let mut launches = Vec::with_capacity(targets.len());
+    for (target, n) in &targets {
+        let launch = prepare(
+            api,
+            ctx,
+            cluster.clone(),
+            &req.task_definition,
+            req.overrides.as_ref(),
+            req.started_by.clone(),
+            req.group.clone(),
+            req.tags.clone(),
+            req.propagate_tags,
+            target,
+            req.network_configuration.as_ref(),
+            req.platform_version.as_deref(),
+        )?;
+        // Fargate places by resources alone: constraints and strategies
+        // are EC2's.
+        let (constraints, strategies) = match target {
+            Target::Fargate(_) => (&[][..], &[][..]),
+            Target::Instances(_) => (
+                req.placement_constraints.as_deref().unwrap_or_default(),
+                req.placement_strategy.as_deref().unwrap_or_default(),
+            ),
+        };
+        let request = placement_request(&launch, *n, constraints, strategies)?;
+        launches.push((target, launch, request));
+    }
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    // With a strategy over two providers the launch is two placements; the
+    // client token goes with the first.
+    for (n, (target, launch, request)) in launches.into_iter().enumerate() {
+        let (instances, task_prefix) = match target {
+            Target::Fargate(_) => (
+                format!(
+                    "{}{FARGATE_POOL_CLUSTER}/",
+                    prefix::<ContainerInstance>(&ctx.scope)
+                ),
+                prefix::<TaskRecord>(&ctx.scope),
+            ),
+            Target::Instances(_) => (
+                format!("{}{cluster}/", prefix::<ContainerInstance>(&ctx.scope)),
+                cluster_tasks_prefix(ctx, &cluster),
+            ),
+        };
+        let task_keys = {
+            let (scope, cluster) = (ctx.scope.clone(), cluster.clone());
+            move |id: &str| key::<TaskRecord>(&scope, &format!("{cluster}/{id}"))
+        };
+        let needs_address = launch.network.is_some();
+        let build = {
+            let scope = ctx.scope.clone();
+            move |instance: &ContainerInstance, address, now| {
+                new_task(&scope, &launch, instance, address, now)
+            }
+        };
+        let token = token_key
+            .clone()
+            .filter(|_| n == 0)
+            .map(|k| (k, fingerprint(&req)));
+        let launched = api
+            .lanes
+            .launch(
+                instances,
+                task_prefix,
+                placement::Launch {
+                    request,
+                    build: Box::new(build),
+                    task_key: Box::new(task_keys),
+                    token,
+                    needs_address,
+                    pool: matches!(target, Target::Fargate(_)),
+                },
+            )
+            .await?;
+        match (launched, &token_key) {
+            (
+                Launched::Placed {
+                    tasks: t,
+                    failures: f,
+                },
+                _,
+            ) => {
+                tasks.extend(t);
+                failures.extend(f);
+            }
+            // Another call with the same token won the race.
+            (Launched::TokenTaken, Some(token_key)) => {
+                let existing = api
+                    .cache
+                    .get::<ClientTokenRecord>(token_key)
+                    .ok_or_else(contention)?;
+                return replay(api, ctx, &cluster, &existing.value, &fingerprint(&req));
+            }
+            (Launched::TokenTaken, None) => return Err(contention()),
         }
-        (Launched::TokenTaken, None) => return Err(contention()),
-    };
+    }
     Ok(RunTaskResponse {
         tasks: Some(tasks),
         failures: Some(failures),
@@ -601,10 +880,7 @@ pub async fn start(
             "containerInstances must list between 1 and 10 container instances.",
         ));
     }
-    check_unsupported(
-        req.enable_execute_command.unwrap_or(false),
-        req.network_configuration.is_some(),
-    )?;
+    check_unsupported(req.enable_execute_command.unwrap_or(false))?;
     let launch = prepare(
         api,
         ctx,
@@ -615,7 +891,9 @@ pub async fn start(
         req.group.clone(),
         req.tags.clone(),
         req.propagate_tags,
-        LaunchType::Ec2,
+        &Target::Instances(LaunchType::Ec2),
+        req.network_configuration.as_ref(),
+        None,
     )?;
     let (tasks, failures) = start_on(api, ctx, &launch, &req.container_instances).await?;
     Ok(StartTaskResponse {
@@ -645,10 +923,15 @@ pub async fn update(
         let mut txn = guard(Txn::new(), &key, found.mod_revision);
         if lifecycle::is_stopped(&record.task) && !record.released {
             record.released = true;
+            let host_cluster = if record.task.launch_type == Some(LaunchType::Fargate) {
+                FARGATE_POOL_CLUSTER
+            } else {
+                cluster
+            };
             if let Some((ci_key, ci)) = record
                 .instance_id
                 .as_deref()
-                .and_then(|id| container_instances::find(api, ctx, cluster, id))
+                .and_then(|id| container_instances::find(api, ctx, host_cluster, id))
             {
                 let mut instance = ci.value;
                 adjust_remaining(&mut instance, &record.reservation, 1);
@@ -775,7 +1058,9 @@ pub async fn list(
             .select::<TaskRecord, _>(&cluster_tasks_prefix(ctx, &cluster), |key, r| {
                 let t = &r.task;
                 let wanted = t.desired_status.as_deref() == Some(desired)
-                    && instance_id.is_none_or(|id| r.instance_id.as_deref() == Some(id))
+                    && instance_id.is_none_or(|id| {
+                        r.instance_id.as_deref() == Some(id) && t.container_instance_arn.is_some()
+                    })
                     && req.family.as_ref().is_none_or(|f| *f == r.spec.family)
                     && req
                         .started_by
