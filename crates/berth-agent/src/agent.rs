@@ -1,7 +1,7 @@
-//! The agent's life: its configuration, its identity on disk, registration
-//! as an ECS container instance (resources, capability attributes, instance
-//! identity document), and the loop that keeps the push channel open until
-//! shutdown.
+//! The agent's life: its configuration, its identity on disk, its task
+//! network (awsvpc), registration as an ECS container instance (resources,
+//! capability attributes, instance identity document), and the loop that
+//! keeps the push channel open until shutdown.
 
 use std::future::Future;
 use std::ops::RangeInclusive;
@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use berth_client::{Client, Credentials};
+use berth_types::agent::{TASK_ENI_CAPABILITY, TASK_ENI_SUBNET_ATTRIBUTE};
 use berth_types::{Attribute, RegisterContainerInstanceRequest, Resource, VersionInfo};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::engine::{Engine, EngineConfig, ImagePullBehavior};
 use crate::report::{Reporter, StateSink};
-use crate::runtime::{ContainerRuntime, RuntimeVersion};
+use crate::runtime::{ContainerRuntime, RuntimeVersion, TaskNetwork};
 use crate::{AgentError, channel, persist};
 
 /// Host ports the agent registers as taken (ECS's `ECS_RESERVED_PORTS`).
@@ -58,7 +59,9 @@ impl HostResources {
 pub struct AgentConfig {
     /// The control plane's ECS endpoint (`http://HOST:PORT`).
     pub endpoint: String,
-    /// The cluster to join (name or ARN).
+    /// The cluster to join (name or ARN);
+    /// [`berth_types::agent::FARGATE_POOL_CLUSTER`] joins the platform's
+    /// Fargate pool, which runs the FARGATE tasks of every cluster.
     pub cluster: String,
     /// Where the agent keeps its identity, task records and unsent reports.
     pub data_dir: PathBuf,
@@ -265,12 +268,15 @@ fn string_set(name: &str, values: Vec<String>) -> Resource {
 }
 
 /// The `RegisterContainerInstance` request of this host, shaped like the ECS
-/// agent's.
+/// agent's. With a task network, the host advertises that it gives awsvpc
+/// tasks their own namespace, and the subnet to allocate their addresses
+/// from.
 fn registration(
     config: &AgentConfig,
     identity: &Identity,
     version: &RuntimeVersion,
     resources: HostResources,
+    task_network: Option<&TaskNetwork>,
 ) -> RegisterContainerInstanceRequest {
     let memory = resources
         .memory_mib
@@ -304,6 +310,10 @@ fn registration(
         "ecs.capability.docker-plugin.local",
     ] {
         attributes.push(attribute(name, None));
+    }
+    if let Some(network) = task_network {
+        attributes.push(attribute(TASK_ENI_CAPABILITY, None));
+        attributes.push(attribute(TASK_ENI_SUBNET_ATTRIBUTE, Some(&network.subnet)));
     }
     for (name, value) in &config.attributes {
         attributes.retain(|a| &a.name != name);
@@ -339,9 +349,10 @@ fn registration(
     }
 }
 
-/// Runs the agent until `shutdown` resolves: registers the host, keeps the
-/// push channel open, runs what the control plane asks for. On shutdown the
-/// containers keep running; the next start adopts them.
+/// Runs the agent until `shutdown` resolves: makes sure of its task network,
+/// registers the host, keeps the push channel open, runs what the control
+/// plane asks for. On shutdown the containers keep running; the next start
+/// adopts them. The task network goes too when no container uses it.
 pub async fn run(
     config: AgentConfig,
     runtime: Arc<dyn ContainerRuntime>,
@@ -371,6 +382,15 @@ pub(crate) async fn run_host(
     })?;
     let mut identity = load_identity(&config)?;
     let version = runtime.version().await?;
+    // Without a task network the host still runs other tasks; it does not
+    // advertise awsvpc, so none are placed here.
+    let task_network = match runtime.ensure_task_network(&identity.instance_id).await {
+        Ok(network) => Some(network),
+        Err(error) => {
+            tracing::warn!(%error, "cannot set up the task network; awsvpc tasks will not run here");
+            None
+        }
+    };
     let client = &uplink.client;
     let reporter = Reporter::new(
         uplink.sink.clone(),
@@ -389,6 +409,7 @@ pub(crate) async fn run_host(
         ));
     }
     engine_config.availability_zone = Some(config.availability_zone.clone());
+    engine_config.task_network = task_network.clone();
     let metadata_listener = if config.metadata_endpoint {
         let gateway = runtime.bridge_gateway().await;
         match crate::metadata::bind(config.metadata_listen, gateway, &config.data_dir).await {
@@ -405,7 +426,7 @@ pub(crate) async fn run_host(
     } else {
         None
     };
-    let (engine, health) = Engine::start(runtime, reporter, engine_config).await?;
+    let (engine, health) = Engine::start(runtime.clone(), reporter, engine_config).await?;
     let (metadata_stop, metadata_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(listener) = metadata_listener {
         let engine = engine.clone();
@@ -425,7 +446,13 @@ pub(crate) async fn run_host(
         // so neither stays in the memory of a host that runs for days (one
         // simulator process holds thousands).
         let arn = {
-            let mut request = registration(&config, &identity, &version, resources);
+            let mut request = registration(
+                &config,
+                &identity,
+                &version,
+                resources,
+                task_network.as_ref(),
+            );
             Box::pin(register(
                 &uplink,
                 &mut request,
@@ -461,6 +488,16 @@ pub(crate) async fn run_host(
     };
     engine.detach();
     let _ = metadata_stop.send(());
+    if let Some(network) = &task_network {
+        // Refused while pause containers of running tasks are attached,
+        // which the next start adopts along with the network.
+        match runtime.remove_task_network(network).await {
+            Ok(()) => tracing::info!(network = network.name, "removed the task network"),
+            Err(error) => {
+                tracing::info!(%error, network = network.name, "keeping the task network");
+            }
+        }
+    }
     result
 }
 
@@ -521,6 +558,10 @@ mod tests {
             server_version: "20.10.24".into(),
             api_version: "1.41".into(),
         };
+        let network = TaskNetwork {
+            name: "berth-eni-i-0123456789abcdef0".into(),
+            subnet: "100.64.4.0/22".into(),
+        };
         let request = registration(
             &config,
             &identity,
@@ -529,6 +570,7 @@ mod tests {
                 cpu_units: 2048,
                 memory_mib: 4096,
             },
+            Some(&network),
         );
         let json = serde_json::to_value(&request).unwrap();
         let resources = json["totalResources"].as_array().unwrap();
@@ -564,6 +606,35 @@ mod tests {
             );
         }
         assert!(!names.contains(&"com.amazonaws.ecs.capability.docker-remote-api.1.42"));
+        let attributes = json["attributes"].as_array().unwrap();
+        let eni = attributes
+            .iter()
+            .find(|a| a["name"] == TASK_ENI_CAPABILITY)
+            .unwrap();
+        assert!(eni.get("value").is_none_or(serde_json::Value::is_null));
+        let subnet = attributes
+            .iter()
+            .find(|a| a["name"] == TASK_ENI_SUBNET_ATTRIBUTE)
+            .unwrap();
+        assert_eq!(subnet["value"], "100.64.4.0/22");
+        let without = serde_json::to_value(registration(
+            &config,
+            &identity,
+            &version,
+            HostResources {
+                cpu_units: 2048,
+                memory_mib: 4096,
+            },
+            None,
+        ))
+        .unwrap();
+        assert!(
+            without["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["name"] != TASK_ENI_CAPABILITY && a["name"] != TASK_ENI_SUBNET_ATTRIBUTE)
+        );
         let document: serde_json::Value =
             serde_json::from_str(json["instanceIdentityDocument"].as_str().unwrap()).unwrap();
         assert_eq!(document["instanceId"], "i-0123456789abcdef0");

@@ -82,23 +82,40 @@ impl Cgroups {
         Ok(())
     }
 
-    /// Removes the task's cgroup once its containers are gone. Controllers
-    /// Docker populated (v1) are removed too; failures are left for the next
-    /// cleanup, a leftover empty cgroup being harmless.
-    pub fn remove(&self, task_id: &str) {
+    /// Removes the task's cgroup once its processes are gone, in every
+    /// controller (v1), groups the runtime left inside it first. A group
+    /// that does not exist is not an error; one that still holds a process
+    /// is (`EBUSY`), and is left for the caller to try again.
+    pub fn remove(&self, task_id: &str) -> io::Result<()> {
         let dirs: Vec<PathBuf> = if self.v2 {
             vec![self.root.join(PARENT).join(task_id)]
         } else {
-            std::fs::read_dir(&self.root)
-                .into_iter()
-                .flatten()
+            std::fs::read_dir(&self.root)?
                 .flatten()
                 .map(|controller| controller.path().join(PARENT).join(task_id))
                 .collect()
         };
+        let mut result = Ok(());
         for dir in dirs.iter().filter(|d| d.is_dir()) {
-            let _ = std::fs::remove_dir(dir);
+            if let Err(error) = remove_group(dir) {
+                result = result.and(Err(error));
+            }
         }
+        result
+    }
+}
+
+/// Removes a cgroup and the groups below it, deepest first. Only
+/// directories are removed: a cgroup's files go with its directory.
+fn remove_group(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_group(&entry.path())?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
     }
 }
 
@@ -129,5 +146,31 @@ mod tests {
         cgroups.create("t2", Some(2048), None).unwrap();
         let cpu_max = std::fs::read_to_string(root.path().join("berth/t2/cpu.max")).unwrap();
         assert_eq!(cpu_max, "200000 100000");
+    }
+
+    #[test]
+    fn removal_takes_groups_inside_and_tolerates_missing_ones() {
+        let root = tempfile::tempdir().unwrap();
+        for controller in ["memory", "cpu"] {
+            std::fs::create_dir_all(root.path().join(controller)).unwrap();
+        }
+        let cgroups = Cgroups::at(root.path()).unwrap();
+        cgroups.create("t3", Some(256), Some(64)).unwrap();
+        // A container's group the runtime left behind.
+        std::fs::create_dir_all(root.path().join("memory/berth/t3/c0ffee")).unwrap();
+        // A plain filesystem keeps files, which cgroupfs would not: clear them.
+        for controller in ["memory", "cpu"] {
+            for entry in std::fs::read_dir(root.path().join(controller).join("berth/t3")).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+        }
+        cgroups.remove("t3").unwrap();
+        assert!(!root.path().join("memory/berth/t3").exists());
+        assert!(!root.path().join("cpu/berth/t3").exists());
+        cgroups.remove("t3").unwrap();
+        cgroups.remove("never-made").unwrap();
     }
 }

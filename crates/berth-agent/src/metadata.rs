@@ -30,6 +30,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use berth_types::agent::TaskNetworkInterface;
 use berth_types::{LogConfiguration, NetworkMode, Timestamp, TransportProtocol};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -72,6 +73,10 @@ pub struct TaskSnapshot {
     pub execution_stopped_at: Option<Timestamp>,
     pub availability_zone: Option<String>,
     pub network_mode: NetworkMode,
+    /// The task's own address (awsvpc), which its containers share.
+    pub network_interface: Option<TaskNetworkInterface>,
+    /// `FARGATE` on an agent of the Fargate pool, else `EC2`.
+    pub launch_type: String,
     pub containers: Vec<ContainerSnapshot>,
 }
 
@@ -117,6 +122,8 @@ pub fn container_json(
     if let Some(image_id) = &c.image_id {
         m.insert("ImageID".into(), json!(image_id));
     }
+    let eni = task.network_interface.as_ref();
+    let host_ip = eni.map_or("0.0.0.0", |eni| eni.ipv4_address.as_str());
     if !c.ports.is_empty() {
         let ports: Vec<Value> = c
             .ports
@@ -129,7 +136,7 @@ pub fn container_json(
                         TransportProtocol::Udp => "udp",
                     },
                     "HostPort": p.host_port,
-                    "HostIp": "0.0.0.0",
+                    "HostIp": host_ip,
                 })
             })
             .collect();
@@ -163,19 +170,29 @@ pub fn container_json(
     }
     m.insert("ContainerARN".into(), json!(c.container_arn));
     let mode = network_mode_name(task.network_mode);
-    let addresses: Vec<String> = info
-        .map(|i| {
-            i.networks
-                .iter()
-                .filter(|(name, _)| task.network_mode != NetworkMode::Host || name == "host")
-                .flat_map(|(_, ips)| ips.clone())
-                .collect()
-        })
-        .unwrap_or_default();
+    // A container in the task's namespace has no network of its own in
+    // the runtime: the addresses are the task's.
+    let addresses: Vec<String> = match eni {
+        Some(eni) => vec![eni.ipv4_address.clone()],
+        None => info
+            .map(|i| {
+                i.networks
+                    .iter()
+                    .filter(|(name, _)| task.network_mode != NetworkMode::Host || name == "host")
+                    .flat_map(|(_, ips)| ips.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
     let mut network = Map::new();
     network.insert("NetworkMode".into(), json!(mode));
     if !addresses.is_empty() {
         network.insert("IPv4Addresses".into(), json!(addresses));
+    }
+    if let Some(eni) = eni {
+        network.insert("AttachmentIndex".into(), json!(0));
+        network.insert("MACAddress".into(), json!(eni.mac_address));
+        network.insert("IPv4SubnetCIDRBlock".into(), json!(eni.subnet_cidr));
     }
     m.insert("Networks".into(), json!([network]));
     Value::Object(m)
@@ -214,7 +231,7 @@ pub fn task_json(task: &TaskSnapshot, infos: &[Option<ContainerInfo>]) -> Value 
     if let Some(az) = &task.availability_zone {
         m.insert("AvailabilityZone".into(), json!(az));
     }
-    m.insert("LaunchType".into(), json!("EC2"));
+    m.insert("LaunchType".into(), json!(task.launch_type));
     Value::Object(m)
 }
 
@@ -362,6 +379,8 @@ mod tests {
             execution_stopped_at: None,
             availability_zone: Some("local-1a".into()),
             network_mode: NetworkMode::Bridge,
+            network_interface: None,
+            launch_type: "EC2".into(),
             containers: vec![ContainerSnapshot {
                 name: "app".into(),
                 token: "tok".into(),
@@ -458,5 +477,36 @@ mod tests {
         assert_eq!(c["KnownStatus"], "PENDING");
         assert_eq!(c["Networks"], json!([{"NetworkMode": "bridge"}]));
         assert!(task_json(&task, &[None]).get("Limits").is_none());
+    }
+
+    #[test]
+    fn awsvpc_containers_show_the_task_address() {
+        let mut task = snapshot();
+        task.network_mode = NetworkMode::Awsvpc;
+        task.launch_type = "FARGATE".into();
+        task.network_interface = Some(TaskNetworkInterface {
+            attachment_arn: "arn:attachment".into(),
+            ipv4_address: "100.64.0.9".into(),
+            mac_address: "0a:58:64:40:00:09".into(),
+            subnet_cidr: "100.64.0.0/22".into(),
+        });
+        task.containers[0].ports[0].host_port = 80;
+        task.containers[0].ports[0].container_port = 80;
+        let mut joined = info();
+        joined.networks.clear();
+        let json = task_json(&task, &[Some(joined)]);
+        assert_eq!(json["LaunchType"], "FARGATE");
+        let c = &json["Containers"][0];
+        assert_eq!(
+            c["Networks"],
+            json!([{
+                "NetworkMode": "awsvpc",
+                "IPv4Addresses": ["100.64.0.9"],
+                "AttachmentIndex": 0,
+                "MACAddress": "0a:58:64:40:00:09",
+                "IPv4SubnetCIDRBlock": "100.64.0.0/22",
+            }])
+        );
+        assert_eq!(c["Ports"][0]["HostIp"], "100.64.0.9");
     }
 }

@@ -10,6 +10,10 @@
 //! state reports), so the control plane is not stampeded at start, after a
 //! restart, or when thousands of tasks stop together.
 //!
+//! Every host has a task network of its own subnet (a /22 of 100.64.0.0/10
+//! by its index), so awsvpc tasks — those of the Fargate pool with
+//! `--fargate` — run on simulated hosts as on real ones.
+//!
 //! Each host keeps its identity under `<data dir>/simulated/<cluster>/host-NNNNN/`,
 //! so a restarted simulation re-registers the same container instances
 //! rather than adding new ones. Task records and unsent reports stay in
@@ -130,8 +134,10 @@ impl Simulation {
         config
     }
 
-    fn runtime(&self) -> FakeRuntime {
+    /// The runtime of host `index`.
+    fn runtime(&self, index: usize) -> FakeRuntime {
         let runtime = FakeRuntime::new();
+        runtime.set_task_subnet(&crate::runtime::network::simulated(index, self.hosts).to_string());
         runtime.set_default_behavior(FakeBehavior {
             start_delay: self.task_start_delay,
             run_for: self.task_run_time,
@@ -187,7 +193,7 @@ pub async fn simulate(
     let mut hosts = JoinSet::new();
     for index in 0..simulation.hosts {
         let config = simulation.host(index, &zones, &hosts_dir);
-        let runtime = Arc::new(simulation.runtime());
+        let runtime = Arc::new(simulation.runtime(index));
         let mut stopped = stopped.clone();
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;

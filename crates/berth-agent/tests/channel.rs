@@ -109,6 +109,7 @@ fn spec(status: DesiredStatus, version: i64) -> TaskSpec {
         volumes: vec![],
         pid_mode: None,
         ipc_mode: None,
+        network_interface: None,
     }
 }
 

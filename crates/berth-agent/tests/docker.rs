@@ -1,16 +1,27 @@
 //! The engine on the real Docker Engine, with a busybox image built here
 //! (no registry is reachable). Runs when a Docker socket exists or when
 //! `CI=true`; in CI a missing Docker fails the tests instead of skipping.
+//! awsvpc tasks get a task network each test makes and removes.
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_agent::runtime::docker::DockerRuntime;
-use berth_agent::runtime::{BoxFuture, ContainerRuntime, LABEL_CLUSTER};
+use berth_agent::runtime::network::Subnet;
+use berth_agent::runtime::pause::PAUSE_IMAGE;
+use berth_agent::runtime::{
+    BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, LABEL_CLUSTER,
+    LABEL_CONTAINER_NAME, LABEL_TASK_ARN, TaskNetwork,
+};
 use berth_agent::{Engine, EngineConfig, Report, Reporter, StateSink, SubmitError};
-use berth_types::agent::{ContainerSpec, DesiredStatus, TaskSpec};
-use berth_types::{ContainerDefinition, NetworkMode, PortMapping, SubmitTaskStateChangeRequest};
+use berth_types::agent::{
+    ContainerSpec, DesiredStatus, PAUSE_CONTAINER_NAME, TaskNetworkInterface, TaskSpec,
+};
+use berth_types::{
+    ContainerCondition, ContainerDefinition, ContainerDependency, NetworkMode, PortMapping,
+    SubmitTaskStateChangeRequest,
+};
 use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use tokio::sync::OnceCell;
 
@@ -135,13 +146,32 @@ impl Case {
         cluster: &str,
         logs: Option<berth_agent::LogShipper>,
     ) -> Self {
+        Self::with_config(runtime, cluster, |config| config.logs = logs).await
+    }
+
+    /// An engine whose agent owns a task network, named after the cluster.
+    async fn awsvpc(runtime: DockerRuntime, cluster: &str) -> (Self, TaskNetwork) {
+        let network = runtime.ensure_task_network(cluster).await.unwrap();
+        let case = Self::with_config(runtime, cluster, |config| {
+            config.owner = cluster.to_owned();
+            config.task_network = Some(network.clone());
+        })
+        .await;
+        (case, network)
+    }
+
+    async fn with_config(
+        runtime: DockerRuntime,
+        cluster: &str,
+        configure: impl FnOnce(&mut EngineConfig),
+    ) -> Self {
         remove_cluster_containers(&runtime, cluster).await;
         let runtime = Arc::new(runtime);
         let sink = Arc::new(Recorder::default());
         let mut config = EngineConfig::new(cluster);
         config.cleanup_wait = Duration::from_secs(3600);
         config.stop_timeout = Duration::from_secs(2);
-        config.logs = logs;
+        configure(&mut config);
         let (engine, _health) =
             Engine::start(runtime.clone(), Reporter::new(sink.clone(), None), config)
                 .await
@@ -179,6 +209,7 @@ impl Case {
             volumes: vec![],
             pid_mode: None,
             ipc_mode: None,
+            network_interface: None,
         }
     }
 
@@ -187,8 +218,10 @@ impl Case {
         self.engine.detach();
         remove_cluster_containers(&self.runtime, &self.cluster).await;
         if let Some(cgroups) = berth_agent::cgroup::Cgroups::detect() {
-            for task in ["exit", "kill", "oom", "port"] {
-                cgroups.remove(task);
+            for task in [
+                "exit", "kill", "oom", "port", "awsvpc", "gateway", "adopted",
+            ] {
+                let _ = cgroups.remove(task);
             }
         }
     }
@@ -503,4 +536,389 @@ async fn task_metadata_endpoint_is_reachable_from_a_container() {
     );
     let _ = stop.send(());
     case.clean().await;
+}
+
+/// The interface the control plane would give a task: host address `host`
+/// of the task network's subnet.
+fn interface(network: &TaskNetwork, host: u32) -> TaskNetworkInterface {
+    let base = network.subnet.split_once('/').unwrap().0;
+    let address =
+        std::net::Ipv4Addr::from(u32::from(base.parse::<std::net::Ipv4Addr>().unwrap()) + host);
+    let [a, b, c, d] = address.octets();
+    TaskNetworkInterface {
+        attachment_arn: format!("arn:aws:ecs:us-east-1:000000000000:attachment/eni-{host}"),
+        ipv4_address: address.to_string(),
+        mac_address: format!("0a:58:{a:02x}:{b:02x}:{c:02x}:{d:02x}"),
+        subnet_cidr: network.subnet.clone(),
+    }
+}
+
+impl Recorder {
+    fn task_reports(&self) -> Vec<SubmitTaskStateChangeRequest> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r {
+                Report::Task(t) => Some(t.clone()),
+                Report::Container(_) => None,
+            })
+            .collect()
+    }
+
+    fn attachments(&self) -> Vec<String> {
+        self.task_reports()
+            .iter()
+            .flat_map(|r| r.attachments.clone().unwrap_or_default())
+            .map(|a| a.status)
+            .collect()
+    }
+
+    async fn wait_attachment(&self, status: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.attachments().iter().any(|s| s == status) {
+            assert!(
+                Instant::now() < deadline,
+                "no {status} attachment within {within:?}: {:?}",
+                self.attachments()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The task's containers on the engine, the pause container included.
+async fn task_containers(runtime: &DockerRuntime, task_arn: &str) -> Vec<ContainerInfo> {
+    runtime
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.labels.get(LABEL_TASK_ARN).map(String::as_str) == Some(task_arn))
+        .collect()
+}
+
+fn named<'a>(containers: &'a [ContainerInfo], name: &str) -> Option<&'a ContainerInfo> {
+    containers
+        .iter()
+        .find(|c| c.labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some(name))
+}
+
+fn http_get(address: &str, port: u16) -> String {
+    let mut body = String::new();
+    if let Ok(mut stream) = std::net::TcpStream::connect_timeout(
+        &format!("{address}:{port}").parse().unwrap(),
+        Duration::from_secs(2),
+    ) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let _ = stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
+        let _ = stream.read_to_string(&mut body);
+    }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awsvpc_task_gets_its_own_address_and_leaves_nothing() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let cluster = "berth-test-awsvpc";
+    let (case, network) = Case::awsvpc(runtime, cluster).await;
+    let eni = interface(&network, 9);
+    let mut web = sh(
+        "web",
+        "mkdir -p /www && echo hello-awsvpc > /www/index.html && exec httpd -f -p 8000 -h /www",
+    );
+    web.port_mappings = Some(vec![PortMapping {
+        container_port: Some(8000),
+        ..Default::default()
+    }]);
+    // Reaches the web container over the task's loopback.
+    let mut client = sh(
+        "client",
+        "for i in $(seq 1 100); do wget -qO- http://127.0.0.1:8000/ | grep -q hello-awsvpc && exit 0; sleep 0.1; done; exit 1",
+    );
+    client.essential = Some(false);
+    client.depends_on = Some(vec![ContainerDependency {
+        container_name: "web".into(),
+        condition: ContainerCondition::Start,
+    }]);
+    let mut spec = case.task("awsvpc", vec![web, client]);
+    spec.network_mode = NetworkMode::Awsvpc;
+    spec.cpu = Some(256);
+    spec.memory_mib = Some(128);
+    spec.network_interface = Some(eni.clone());
+    case.engine.apply(vec![spec.clone()]);
+    let running = case.sink.wait("RUNNING", Duration::from_secs(60)).await;
+    assert_eq!(running.cluster.as_deref(), Some(cluster));
+    let binding = change(&running, "web").network_bindings.clone().unwrap()[0].clone();
+    assert_eq!(binding.bind_ip.as_deref(), Some(eni.ipv4_address.as_str()));
+    assert_eq!(binding.host_port, Some(8000));
+
+    // The pause container holds the exact address and MAC; the task's
+    // containers live in its namespace.
+    assert!(
+        case.runtime
+            .inspect_image(PAUSE_IMAGE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let containers = task_containers(&case.runtime, &spec.task_arn).await;
+    let pause = named(&containers, PAUSE_CONTAINER_NAME).expect("a pause container");
+    assert_eq!(pause.status, ContainerStatus::Running);
+    assert_eq!(
+        pause.networks,
+        [(network.name.clone(), vec![eni.ipv4_address.clone()])]
+    );
+    let inspect = case
+        .runtime
+        .client()
+        .inspect_container(&pause.id, None)
+        .await
+        .unwrap();
+    let endpoint = &inspect.network_settings.unwrap().networks.unwrap()[&network.name];
+    assert_eq!(
+        endpoint.mac_address.as_deref(),
+        Some(eni.mac_address.as_str())
+    );
+    let web_id = &named(&containers, "web").unwrap().id;
+    let web = case
+        .runtime
+        .client()
+        .inspect_container(web_id, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        web.host_config.unwrap().network_mode,
+        Some(format!("container:{}", pause.id))
+    );
+
+    // The host reaches the task at its address.
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = http_get(&eni.ipv4_address, 8000);
+        if body.contains("hello-awsvpc") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(body.contains("hello-awsvpc"), "got {body:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        let containers = task_containers(&case.runtime, &spec.task_arn).await;
+        let client = named(&containers, "client").cloned().unwrap();
+        if client.status == ContainerStatus::Exited || Instant::now() > deadline {
+            break client;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        client.exit_code,
+        Some(0),
+        "the client reached the web container on localhost"
+    );
+
+    // The network stays while a task uses it.
+    assert!(case.runtime.remove_task_network(&network).await.is_err());
+
+    case.engine.apply(vec![TaskSpec {
+        desired_status: DesiredStatus::Stopped,
+        desired_version: 2,
+        ..spec.clone()
+    }]);
+    case.sink
+        .wait_attachment("DETACHED", Duration::from_secs(60))
+        .await;
+    let statuses: Vec<String> = case
+        .sink
+        .task_reports()
+        .into_iter()
+        .filter_map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, ["PENDING", "RUNNING", "STOPPED", "STOPPED"]);
+    assert_eq!(
+        case.sink.attachments(),
+        ["ATTACHED", "ATTACHED", "DETACHING", "DETACHED"]
+    );
+    let containers = task_containers(&case.runtime, &spec.task_arn).await;
+    assert!(
+        named(&containers, PAUSE_CONTAINER_NAME).is_none(),
+        "the pause container is gone"
+    );
+    assert!(
+        !std::path::Path::new("/sys/fs/cgroup/memory/berth/awsvpc").exists(),
+        "the task cgroup is gone"
+    );
+    assert!(http_get(&eni.ipv4_address, 8000).is_empty());
+
+    case.clean().await;
+    case_network_removed(&network).await;
+}
+
+/// Removes a test's task network (nothing uses it once its containers are
+/// gone).
+async fn case_network_removed(network: &TaskNetwork) {
+    let runtime = DockerRuntime::connect().await.unwrap();
+    runtime.remove_task_network(network).await.unwrap();
+    assert!(
+        runtime
+            .client()
+            .inspect_network(
+                &network.name,
+                None::<bollard::query_parameters::InspectNetworkOptions>
+            )
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_address_docker_refuses_fails_the_task_cleanly() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let cluster = "berth-test-gateway";
+    let (case, network) = Case::awsvpc(runtime, cluster).await;
+    // The gateway's address is the host's.
+    let mut spec = case.task("gateway", vec![sh("web", "sleep 300")]);
+    spec.network_mode = NetworkMode::Awsvpc;
+    spec.memory_mib = Some(128);
+    spec.network_interface = Some(interface(&network, 1));
+    case.engine.apply(vec![spec.clone()]);
+    let report = case.sink.wait("STOPPED", Duration::from_secs(60)).await;
+    let reason = report.reason.clone().unwrap();
+    assert!(
+        reason.starts_with("ResourceInitializationError: failed to configure the task network: "),
+        "{reason}"
+    );
+    assert_eq!(case.sink.attachments(), ["DETACHED"]);
+    assert!(
+        task_containers(&case.runtime, &spec.task_arn)
+            .await
+            .is_empty()
+    );
+    assert!(!std::path::Path::new("/sys/fs/cgroup/memory/berth/gateway").exists());
+    case.clean().await;
+    case_network_removed(&network).await;
+}
+
+#[tokio::test]
+async fn task_networks_take_free_subnets_and_are_kept() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let first = runtime
+        .ensure_task_network("berth-test-net-a")
+        .await
+        .unwrap();
+    let second = runtime
+        .ensure_task_network("berth-test-net-b")
+        .await
+        .unwrap();
+    let (a, b) = (
+        Subnet::parse(&first.subnet).unwrap(),
+        Subnet::parse(&second.subnet).unwrap(),
+    );
+    assert_eq!((a.prefix(), b.prefix()), (22, 22));
+    assert!(!a.overlaps(&b), "{a} and {b}");
+    assert!(Subnet::parse("100.64.0.0/10").unwrap().overlaps(&a));
+    // A restarted agent finds its network as it was.
+    assert_eq!(
+        runtime
+            .ensure_task_network("berth-test-net-a")
+            .await
+            .unwrap(),
+        first
+    );
+    let inspect = runtime
+        .client()
+        .inspect_network(
+            &first.name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        inspect.labels.unwrap()["io.berth.agent-instance-id"],
+        "berth-test-net-a"
+    );
+    let gateway = inspect.ipam.unwrap().config.unwrap()[0].gateway.clone();
+    assert_eq!(gateway, a.gateway().map(|g| g.to_string()));
+    case_network_removed(&first).await;
+    case_network_removed(&second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_engine_adopts_the_pause_container_and_tears_it_down() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let cluster = "berth-test-adopt";
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_owned();
+    let (case, network) = {
+        let network = runtime.ensure_task_network(cluster).await.unwrap();
+        let data_dir = data_dir.clone();
+        let network_for_config = network.clone();
+        let case = Case::with_config(runtime, cluster, move |config| {
+            config.owner = cluster.to_owned();
+            config.task_network = Some(network_for_config);
+            config.data_dir = Some(data_dir);
+        })
+        .await;
+        (case, network)
+    };
+    let eni = interface(&network, 10);
+    let mut spec = case.task("adopted", vec![sh("web", "exec httpd -f -p 8000 -h /")]);
+    spec.network_mode = NetworkMode::Awsvpc;
+    spec.memory_mib = Some(128);
+    spec.network_interface = Some(eni.clone());
+    case.engine.apply(vec![spec.clone()]);
+    case.sink.wait("RUNNING", Duration::from_secs(60)).await;
+    // The agent goes away; its containers stay.
+    case.engine.detach();
+    let before = task_containers(&case.runtime, &spec.task_arn).await;
+    assert_eq!(before.len(), 2);
+
+    let sink = Arc::new(Recorder::default());
+    let mut config = EngineConfig::new(cluster);
+    config.owner = cluster.to_owned();
+    config.task_network = Some(network.clone());
+    config.data_dir = Some(data_dir);
+    config.stop_timeout = Duration::from_secs(2);
+    let (engine, _health) = Engine::start(
+        case.runtime.clone() as Arc<dyn ContainerRuntime>,
+        Reporter::new(sink.clone(), None),
+        config,
+    )
+    .await
+    .unwrap();
+    assert_eq!(engine.live_tasks(), [spec.task_arn.clone()]);
+    engine.apply(vec![spec.clone()]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let same = task_containers(&case.runtime, &spec.task_arn).await;
+    let ids = |list: &[ContainerInfo]| {
+        let mut ids: Vec<String> = list.iter().map(|c| c.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&same), ids(&before), "adopted, nothing made anew");
+
+    engine.apply(vec![TaskSpec {
+        desired_status: DesiredStatus::Stopped,
+        desired_version: 2,
+        ..spec.clone()
+    }]);
+    sink.wait_attachment("DETACHED", Duration::from_secs(60))
+        .await;
+    assert_eq!(sink.attachments(), ["DETACHING", "DETACHED"]);
+    let after = task_containers(&case.runtime, &spec.task_arn).await;
+    assert!(named(&after, PAUSE_CONTAINER_NAME).is_none());
+    assert!(!std::path::Path::new("/sys/fs/cgroup/memory/berth/adopted").exists());
+    engine.detach();
+    case.clean().await;
+    case_network_removed(&network).await;
 }

@@ -5,10 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_agent::runtime::fake::{FakeBehavior, FakeRuntime};
-use berth_agent::runtime::{BoxFuture, ContainerRuntime, ContainerStatus, RuntimeEventKind};
+use berth_agent::runtime::{
+    BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, LABEL_CONTAINER_NAME,
+    LABEL_TASK_ARN, RuntimeEventKind,
+};
 use berth_agent::{Engine, EngineConfig, Report, Reporter, StateSink, SubmitError};
 use berth_types::agent::{
-    AgentMessage, ContainerSpec, DesiredStatus, Manifest, ManifestEntry, TaskSpec,
+    AgentMessage, ContainerSpec, DesiredStatus, FARGATE_POOL_CLUSTER, Manifest, ManifestEntry,
+    PAUSE_CONTAINER_NAME, TaskNetworkInterface, TaskSpec,
 };
 use berth_types::{
     ContainerCondition, ContainerDefinition, ContainerDependency, HealthCheck, HealthStatus,
@@ -91,9 +95,13 @@ fn config(data_dir: Option<&std::path::Path>) -> EngineConfig {
 }
 
 async fn harness_with(fake: FakeRuntime, data_dir: Option<&std::path::Path>) -> Harness {
+    start(fake, config(data_dir)).await
+}
+
+async fn start(fake: FakeRuntime, config: EngineConfig) -> Harness {
     let sink = Arc::new(Recorder::default());
     let reporter = Reporter::new(sink.clone(), None);
-    let (engine, health) = Engine::start(Arc::new(fake.clone()), reporter, config(data_dir))
+    let (engine, health) = Engine::start(Arc::new(fake.clone()), reporter, config)
         .await
         .unwrap();
     Harness {
@@ -173,6 +181,7 @@ fn task(containers: Vec<ContainerDefinition>) -> TaskSpec {
         volumes: vec![],
         pid_mode: None,
         ipc_mode: None,
+        network_interface: None,
     }
 }
 
@@ -795,4 +804,336 @@ async fn reports_are_retried_in_order_and_survive_a_restart() {
     }
     assert_eq!(up.statuses(TASK), ["PENDING", "RUNNING", "STOPPED"]);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+// awsvpc tasks on an agent of the Fargate pool: the tasks belong to a user
+// cluster, the agent to the pool.
+
+const POOL_OWNER: &str = "i-pool";
+const WEB_CLUSTER: &str = "arn:aws:ecs:us-east-1:000000000000:cluster/web";
+const POOL_TASK: &str = "arn:aws:ecs:us-east-1:000000000000:task/web/fa12";
+
+fn interface(last: u8) -> TaskNetworkInterface {
+    TaskNetworkInterface {
+        attachment_arn: format!("arn:aws:ecs:us-east-1:000000000000:attachment/eni-{last}"),
+        ipv4_address: format!("100.64.0.{last}"),
+        mac_address: format!("0a:58:64:40:00:{last:02x}"),
+        subnet_cidr: "100.64.0.0/22".into(),
+    }
+}
+
+fn awsvpc_task(arn: &str, containers: Vec<ContainerDefinition>) -> TaskSpec {
+    TaskSpec {
+        task_arn: arn.into(),
+        cluster_arn: WEB_CLUSTER.into(),
+        network_mode: NetworkMode::Awsvpc,
+        cpu: Some(256),
+        memory_mib: Some(512),
+        network_interface: Some(interface(9)),
+        ..task(containers)
+    }
+}
+
+/// An engine of the pool (cleanup at once, as `--fargate` sets it) with its
+/// task network.
+async fn pool(fake: &FakeRuntime, data_dir: Option<&std::path::Path>) -> Harness {
+    let mut config = config(data_dir);
+    config.cluster = FARGATE_POOL_CLUSTER.into();
+    config.owner = POOL_OWNER.into();
+    config.cleanup_wait = Duration::ZERO;
+    config.task_network = Some(fake.ensure_task_network(POOL_OWNER).await.unwrap());
+    start(fake.clone(), config).await
+}
+
+fn pool_runtime() -> FakeRuntime {
+    let fake = FakeRuntime::new();
+    fake.add_local_image("app");
+    fake
+}
+
+fn pauses(fake: &FakeRuntime) -> Vec<ContainerInfo> {
+    fake.containers()
+        .into_iter()
+        .filter(|c| {
+            c.labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some(PAUSE_CONTAINER_NAME)
+        })
+        .collect()
+}
+
+impl Recorder {
+    /// The attachment status of every task report of `arn`, in order.
+    fn attachments(&self, arn: &str) -> Vec<String> {
+        self.task_reports(arn)
+            .iter()
+            .flat_map(|r| r.attachments.clone().unwrap_or_default())
+            .map(|a| a.status)
+            .collect()
+    }
+
+    async fn wait_attachment(&self, arn: &str, status: &str) {
+        for _ in 0..100_000 {
+            if self.attachments(arn).iter().any(|s| s == status) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{arn} never reported {status}: {:?}", self.attachments(arn));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn awsvpc_task_reports_attach_and_detach_and_leaves_nothing() {
+    let fake = pool_runtime();
+    let h = pool(&fake, None).await;
+    fake.set_command_behavior("sidecar", FakeBehavior::exits(Duration::from_secs(5), 1));
+    let mut web = container("web");
+    web.port_mappings = Some(vec![PortMapping {
+        container_port: Some(8000),
+        ..Default::default()
+    }]);
+    let spec = awsvpc_task(POOL_TASK, vec![web, non_essential(container("sidecar"))]);
+    h.engine.apply(vec![spec.clone()]);
+    h.sink.wait_status(POOL_TASK, "RUNNING").await;
+
+    let pause = pauses(&fake);
+    assert_eq!(pause.len(), 1);
+    let network = fake.task_networks()[0].clone();
+    assert_eq!(network.name, "berth-eni-i-pool");
+    assert_eq!(
+        pause[0].networks,
+        [(network.name.clone(), vec!["100.64.0.9".to_owned()])]
+    );
+    assert_eq!(pause[0].labels[LABEL_TASK_ARN], POOL_TASK);
+    assert_eq!(pause[0].status, ContainerStatus::Running);
+    let running = h.sink.last(POOL_TASK);
+    let binding = container_report(&running, "web")
+        .network_bindings
+        .clone()
+        .unwrap()[0]
+        .clone();
+    assert_eq!(binding.bind_ip.as_deref(), Some("100.64.0.9"));
+    assert_eq!(
+        (binding.container_port, binding.host_port),
+        (Some(8000), Some(8000))
+    );
+    // The pause container is no container of the task.
+    assert_eq!(running.containers.as_ref().unwrap().len(), 2);
+
+    // A container report names the task's cluster too.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let sidecar = h
+        .sink
+        .reports
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|r| match r {
+            Report::Container(c) => Some(c.clone()),
+            _ => None,
+        })
+        .expect("the sidecar's exit is reported");
+    assert_eq!(sidecar.cluster.as_deref(), Some(WEB_CLUSTER));
+
+    h.engine.apply(vec![stopped(&spec, 2)]);
+    h.sink.wait_attachment(POOL_TASK, "DETACHED").await;
+    // Gone before the report said so.
+    assert!(pauses(&fake).is_empty());
+    assert_eq!(
+        h.sink.statuses(POOL_TASK),
+        ["PENDING", "RUNNING", "STOPPED", "STOPPED"]
+    );
+    assert_eq!(
+        h.sink.attachments(POOL_TASK),
+        ["ATTACHED", "ATTACHED", "DETACHING", "DETACHED"]
+    );
+    let reports = h.sink.task_reports(POOL_TASK);
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.cluster.as_deref() == Some(WEB_CLUSTER))
+    );
+    assert!(reports.iter().all(|r| {
+        r.attachments.as_ref().unwrap()[0].attachment_arn == interface(9).attachment_arn
+    }));
+    let (detaching, detached) = (&reports[2], &reports[3]);
+    assert_eq!(container_report(detaching, "web").exit_code, Some(143));
+    assert!(detaching.execution_stopped_at.is_some());
+    assert_eq!(
+        detached.execution_stopped_at,
+        detaching.execution_stopped_at
+    );
+    assert_eq!(container_report(detached, "web").exit_code, Some(143));
+
+    // Cleaned up at once, and the address serves the next task.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(fake.containers().is_empty());
+    assert!(h.engine.live_tasks().is_empty());
+    let next = "arn:aws:ecs:us-east-1:000000000000:task/web/next";
+    h.engine
+        .apply(vec![awsvpc_task(next, vec![container("web")])]);
+    h.sink.wait_status(next, "RUNNING").await;
+    assert_eq!(h.sink.attachments(next), ["ATTACHED", "ATTACHED"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_namespace_that_cannot_be_made_fails_the_task() {
+    let fake = pool_runtime();
+    let h = pool(&fake, None).await;
+    fake.fail_namespaces(Some("no address left"));
+    h.engine
+        .apply(vec![awsvpc_task(POOL_TASK, vec![container("web")])]);
+    h.sink.wait_status(POOL_TASK, "STOPPED").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.sink.statuses(POOL_TASK), ["STOPPED"]);
+    assert_eq!(h.sink.attachments(POOL_TASK), ["DETACHED"]);
+    let report = h.sink.last(POOL_TASK);
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("ResourceInitializationError: failed to configure the task network: no address left")
+    );
+    assert_eq!(report.cluster.as_deref(), Some(WEB_CLUSTER));
+    assert!(h.fake.pulls().is_empty());
+    assert_eq!(h.fake.create_count(), 0);
+
+    // An address from another host's subnet is refused alike.
+    fake.fail_namespaces(None);
+    let other = "arn:aws:ecs:us-east-1:000000000000:task/web/other";
+    let mut spec = awsvpc_task(other, vec![container("web")]);
+    spec.network_interface.as_mut().unwrap().subnet_cidr = "100.64.4.0/22".into();
+    spec.network_interface.as_mut().unwrap().ipv4_address = "100.64.4.9".into();
+    h.engine.apply(vec![spec]);
+    h.sink.wait_status(other, "STOPPED").await;
+    let reason = h.sink.last(other).reason.unwrap();
+    assert!(
+        reason.starts_with("ResourceInitializationError: failed to configure the task network: the task's subnet 100.64.4.0/22"),
+        "{reason}"
+    );
+    assert!(fake.containers().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarted_agent_adopts_the_namespace_and_tears_it_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = pool_runtime();
+    let spec = awsvpc_task(POOL_TASK, vec![container("web")]);
+    let first = pool(&fake, Some(dir.path())).await;
+    first.engine.apply(vec![spec.clone()]);
+    first.sink.wait_status(POOL_TASK, "RUNNING").await;
+    first.engine.detach();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let created = fake.create_count();
+    assert_eq!(created, 2, "the pause container and web");
+
+    let second = pool(&fake, Some(dir.path())).await;
+    assert_eq!(second.engine.live_tasks(), [POOL_TASK]);
+    second.engine.apply(vec![spec.clone()]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(fake.create_count(), created, "nothing made twice");
+    assert_eq!(pauses(&fake).len(), 1);
+
+    second.engine.apply(vec![stopped(&spec, 2)]);
+    second.sink.wait_attachment(POOL_TASK, "DETACHED").await;
+    assert_eq!(second.sink.statuses(POOL_TASK), ["STOPPED", "STOPPED"]);
+    assert_eq!(
+        second.sink.attachments(POOL_TASK),
+        ["DETACHING", "DETACHED"]
+    );
+    let report = second.sink.last(POOL_TASK);
+    let names: Vec<_> = report
+        .containers
+        .iter()
+        .flatten()
+        .filter_map(|c| c.container_name.clone())
+        .collect();
+    assert_eq!(names, ["web"]);
+    assert!(pauses(&fake).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_between_the_stopped_reports_still_ends_detached() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = pool_runtime();
+    let first = pool(&fake, Some(dir.path())).await;
+    first
+        .engine
+        .apply(vec![awsvpc_task(POOL_TASK, vec![container("web")])]);
+    first.sink.wait_status(POOL_TASK, "RUNNING").await;
+    // The pause container cannot be removed: the agent keeps trying, and
+    // is killed meanwhile.
+    fake.fail_namespace_removals(Some("device or resource busy"));
+    let web = fake
+        .containers()
+        .into_iter()
+        .find(|c| c.labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some("web"))
+        .unwrap();
+    fake.crash(&web.id, 3);
+    first.sink.wait_attachment(POOL_TASK, "DETACHING").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        !first
+            .sink
+            .attachments(POOL_TASK)
+            .contains(&"DETACHED".to_owned())
+    );
+    assert_eq!(pauses(&fake).len(), 1);
+    let detaching = first.sink.last(POOL_TASK);
+    first.engine.detach();
+
+    fake.fail_namespace_removals(None);
+    let second = pool(&fake, Some(dir.path())).await;
+    second.sink.wait_attachment(POOL_TASK, "DETACHED").await;
+    assert!(pauses(&fake).is_empty());
+    assert_eq!(second.sink.statuses(POOL_TASK), ["STOPPED"]);
+    let detached = second.sink.last(POOL_TASK);
+    assert_eq!(
+        detached.reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    assert_eq!(
+        detached.execution_stopped_at,
+        detaching.execution_stopped_at
+    );
+    assert_eq!(container_report(&detached, "web").exit_code, Some(3));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(fake.containers().is_empty());
+    assert!(second.engine.live_tasks().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_orphaned_namespace_is_removed_and_reported_detached() {
+    let fake = pool_runtime();
+    // Task records kept nowhere: the next engine finds only containers.
+    let first = pool(&fake, None).await;
+    first
+        .engine
+        .apply(vec![awsvpc_task(POOL_TASK, vec![container("web")])]);
+    first.sink.wait_status(POOL_TASK, "RUNNING").await;
+    first.engine.detach();
+
+    let second = pool(&fake, None).await;
+    assert!(second.engine.live_tasks().is_empty());
+    second.engine.apply_manifest(&Manifest {
+        message_id: "m".into(),
+        timeline: 1,
+        tasks: vec![ManifestEntry {
+            task_arn: POOL_TASK.into(),
+            desired_status: DesiredStatus::Stopped,
+        }],
+    });
+    second.sink.wait_status(POOL_TASK, "STOPPED").await;
+    assert!(pauses(&fake).is_empty());
+    let report = second.sink.last(POOL_TASK);
+    assert_eq!(report.cluster.as_deref(), Some(WEB_CLUSTER));
+    assert_eq!(second.sink.attachments(POOL_TASK), ["DETACHED"]);
+    assert_eq!(
+        report.attachments.unwrap()[0].attachment_arn,
+        interface(9).attachment_arn
+    );
+    let names: Vec<_> = report
+        .containers
+        .iter()
+        .flatten()
+        .filter_map(|c| c.container_name.clone())
+        .collect();
+    assert_eq!(names, ["web"]);
 }

@@ -120,6 +120,7 @@ fn task(containers: Vec<ContainerDefinition>) -> TaskSpec {
         volumes: vec![],
         pid_mode: None,
         ipc_mode: None,
+        network_interface: None,
     }
 }
 

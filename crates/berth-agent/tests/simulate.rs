@@ -3,7 +3,8 @@
 //! channels, run the tasks RunTask places on them to RUNNING, stop them on
 //! StopTask or when their run time ends (exit code 0), report containers
 //! with a health check HEALTHY when told to, keep their identities across a
-//! restart, and stop cleanly.
+//! restart, and stop cleanly. Hosts of the Fargate pool run FARGATE tasks of
+//! a user cluster in their own namespaces, reporting the attachment.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use berth_agent::{AgentConfig, Simulation};
 use berth_client::{Client, Credentials};
+use berth_types::agent::{FARGATE_POOL_CLUSTER, TASK_ENI_CAPABILITY, TASK_ENI_SUBNET_ATTRIBUTE};
 use berth_types::*;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -66,11 +68,24 @@ impl Fleet {
         run_time: Option<Duration>,
         healthy_after: Option<Duration>,
     ) -> Self {
+        Self::start_in(plane, CLUSTER, hosts, run_time, healthy_after)
+    }
+
+    fn start_in(
+        plane: &ControlPlane,
+        cluster: &str,
+        hosts: usize,
+        run_time: Option<Duration>,
+        healthy_after: Option<Duration>,
+    ) -> Self {
         let mut agent = AgentConfig::new(
             plane.server.endpoint(),
-            CLUSTER,
+            cluster,
             plane.dir.path().join("agent"),
         );
+        if cluster == FARGATE_POOL_CLUSTER {
+            agent.cleanup_wait = Duration::ZERO;
+        }
         agent.credentials = Some(Credentials::new("AKID", "secret", None));
         agent.region = Some("us-east-1".into());
         agent.attributes = vec![("fleet".into(), "sim".into())];
@@ -242,6 +257,24 @@ async fn fifty_hosts_register_over_three_zones_and_run_tasks() {
     instance_ids.sort();
     instance_ids.dedup();
     assert_eq!(instance_ids.len(), 50, "every host has its own identity");
+    let mut subnets: Vec<&str> = all
+        .iter()
+        .map(|ci| attribute(ci, TASK_ENI_SUBNET_ATTRIBUTE).expect("a task subnet"))
+        .collect();
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), 50, "every host has its own task subnet");
+    assert!(
+        subnets
+            .iter()
+            .all(|s| s.starts_with("100.") && s.ends_with("/22"))
+    );
+    assert!(all.iter().all(|ci| {
+        ci.attributes
+            .iter()
+            .flatten()
+            .any(|a| a.name == TASK_ENI_CAPABILITY)
+    }));
 
     let tasks = run_tasks(&plane.ecs, 10).await;
     assert_eq!(tasks.len(), 10);
@@ -365,6 +398,96 @@ async fn containers_with_a_health_check_turn_healthy_when_told_to() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let task = &describe(&plane.ecs, &unchecked).await[0];
     assert_ne!(task.health_status, Some(HealthStatus::Healthy));
+    fleet.stop().await;
+    plane.server.stop().await.expect("server stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fargate_pool_hosts_run_awsvpc_tasks_of_a_user_cluster() {
+    let plane = control_plane().await;
+    let td: RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+        "family": "platform-task",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [{"name": "api", "image": "berth-sim/app",
+            "portMappings": [{"containerPort": 8000}]}]
+    }))
+    .expect("task definition");
+    plane.ecs.send(&td).await.expect("register task definition");
+    let fleet = Fleet::start_in(&plane, FARGATE_POOL_CLUSTER, 2, None, None);
+    let run: RunTaskRequest = serde_json::from_value(serde_json::json!({
+        "cluster": CLUSTER,
+        "taskDefinition": "platform-task",
+        "launchType": "FARGATE",
+        "count": 2,
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d"]}},
+    }))
+    .expect("run task request");
+    // The pool's hosts register in the background.
+    let tasks: Vec<String> = eventually("FARGATE tasks placed", Duration::from_secs(30), || {
+        let run = run.clone();
+        let ecs = &plane.ecs;
+        async move {
+            let response = ecs.send(&run).await.ok()?;
+            let tasks: Vec<String> = response
+                .tasks
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| t.task_arn)
+                .collect();
+            (tasks.len() == 2).then_some(tasks)
+        }
+    })
+    .await;
+    let running = all_reach(&plane.ecs, &tasks, "RUNNING").await;
+    let mut addresses = Vec::new();
+    for task in &running {
+        let eni = task
+            .attachments
+            .iter()
+            .flatten()
+            .find(|a| a.r#type.as_deref() == Some("ElasticNetworkInterface"))
+            .expect("an ENI attachment");
+        assert_eq!(eni.status.as_deref(), Some("ATTACHED"));
+        let address = eni
+            .details
+            .iter()
+            .flatten()
+            .find(|d| d.name.as_deref() == Some("privateIPv4Address"))
+            .and_then(|d| d.value.clone())
+            .expect("the task's address");
+        assert!(address.starts_with("100."), "{address}");
+        let binding = task.containers.as_ref().expect("containers")[0]
+            .network_bindings
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(binding[0].bind_ip.as_deref(), Some(address.as_str()));
+        assert_eq!(binding[0].host_port, Some(8000));
+        addresses.push(address);
+    }
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 2);
+
+    plane
+        .ecs
+        .send(&StopTaskRequest {
+            cluster: Some(CLUSTER.into()),
+            task: tasks[0].clone(),
+            reason: None,
+        })
+        .await
+        .expect("stop task");
+    let stopped = all_reach(&plane.ecs, &tasks[..1], "STOPPED").await;
+    let eni = stopped[0]
+        .attachments
+        .iter()
+        .flatten()
+        .find(|a| a.r#type.as_deref() == Some("ElasticNetworkInterface"))
+        .expect("an ENI attachment");
+    assert_eq!(eni.status.as_deref(), Some("DETACHED"));
     fleet.stop().await;
     plane.server.stop().await.expect("server stops");
 }

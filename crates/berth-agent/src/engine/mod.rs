@@ -1,7 +1,9 @@
 //! The task engine: keeps one supervisor per task (the only writer of that
 //! task's state, as in the ECS agent's `managedTask`), routes desired states
 //! from the control plane and container events from the runtime to them, and
-//! on start adopts the containers an earlier run of the agent left behind.
+//! on start adopts the containers an earlier run of the agent left behind —
+//! stopping those of tasks it has no record of, pause containers (awsvpc
+//! namespaces) included.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;
@@ -9,8 +11,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use berth_types::agent::{AgentMessage, DesiredStatus, Manifest, TaskSpec};
-use berth_types::{ContainerStateChange, SubmitTaskStateChangeRequest};
+use berth_types::agent::{
+    AgentMessage, DesiredStatus, FARGATE_POOL_CLUSTER, Manifest, PAUSE_CONTAINER_NAME, TaskSpec,
+};
+use berth_types::{
+    AttachmentStateChange, ContainerStateChange, SubmitTaskStateChangeRequest, Timestamp,
+};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -20,14 +26,21 @@ use crate::persist;
 use crate::ports::PortAllocator;
 use crate::report::{Report, Reporter};
 use crate::runtime::{
-    ContainerInfo, ContainerRuntime, LABEL_CLUSTER, LABEL_CONTAINER_NAME, LABEL_OWNER,
-    LABEL_TASK_ARN, RuntimeError, RuntimeEvent,
+    ContainerInfo, ContainerRuntime, LABEL_ATTACHMENT_ARN, LABEL_CLUSTER, LABEL_CONTAINER_NAME,
+    LABEL_OWNER, LABEL_TASK_ARN, RuntimeError, RuntimeEvent, TaskNetwork,
 };
 
 mod inbox;
 mod task;
 
 use task::{Supervisor, TaskMsg};
+
+/// How often, and how far apart, removing a task's cgroup is tried: the
+/// runtime may take a moment to remove its containers' own groups inside.
+const CGROUP_ATTEMPTS: u32 = 50;
+const CGROUP_RETRY: Duration = Duration::from_millis(100);
+/// The attachment status of a network interface whose namespace is gone.
+pub(crate) const DETACHED: &str = "DETACHED";
 
 /// When the agent pulls an image (ECS's `ECS_IMAGE_PULL_BEHAVIOR`).
 ///
@@ -52,7 +65,8 @@ pub enum ImagePullBehavior {
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// The cluster (name or ARN) the agent serves; containers labelled with
-    /// another cluster are left alone.
+    /// another cluster are left alone, except by an agent of the Fargate
+    /// pool, which runs tasks of every cluster.
     pub cluster: String,
     /// Which agent owns the containers this engine creates (the agent's
     /// instance id). Recovery only adopts or stops containers carrying this
@@ -79,6 +93,9 @@ pub struct EngineConfig {
     pub metadata_address: Option<std::net::SocketAddr>,
     /// Reported as `AvailabilityZone` by the metadata endpoint.
     pub availability_zone: Option<String>,
+    /// The network awsvpc tasks get their namespaces on; `None`: such
+    /// tasks fail to start.
+    pub task_network: Option<TaskNetwork>,
 }
 
 impl EngineConfig {
@@ -95,7 +112,14 @@ impl EngineConfig {
             logs: None,
             metadata_address: None,
             availability_zone: None,
+            task_network: None,
         }
+    }
+
+    /// Whether the agent is in the Fargate pool, running the FARGATE tasks
+    /// of every cluster rather than the tasks of one.
+    pub fn is_fargate_pool(&self) -> bool {
+        self.cluster.rsplit('/').next() == Some(FARGATE_POOL_CLUSTER)
     }
 
     fn tasks_dir(&self) -> Option<PathBuf> {
@@ -112,6 +136,47 @@ pub(crate) struct TaskRecord {
     /// Container name → the token in its metadata endpoint URI.
     #[serde(default)]
     pub metadata_tokens: std::collections::BTreeMap<String, String>,
+    /// The last attachment status queued for the server (awsvpc tasks).
+    #[serde(default)]
+    pub attachment: Option<String>,
+    /// Why the task stopped and when its containers had, so the report
+    /// sent after a restart (the network's teardown) says it again.
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+    #[serde(default)]
+    pub execution_stopped_at: Option<Timestamp>,
+}
+
+impl TaskRecord {
+    /// A task the agent has done nothing for yet.
+    pub fn new(spec: TaskSpec) -> Self {
+        Self {
+            spec,
+            reported: None,
+            metadata_tokens: Default::default(),
+            attachment: None,
+            stop_reason: None,
+            execution_stopped_at: None,
+        }
+    }
+}
+
+/// The cluster a report about `task_arn` names: `known` (the task's spec or
+/// its containers' label) when there is one, else the cluster in the ARN
+/// (`…:task/CLUSTER/ID`), else the agent's.
+fn report_cluster(known: Option<&str>, task_arn: &str, config: &EngineConfig) -> String {
+    known
+        .map(str::to_owned)
+        .or_else(|| {
+            let (_, path) = task_arn.split_once(":task/")?;
+            let (cluster, _) = path.split_once('/')?;
+            Some(cluster.to_owned())
+        })
+        .unwrap_or_else(|| config.cluster.clone())
+}
+
+fn task_id(task_arn: &str) -> &str {
+    task_arn.rsplit('/').next().unwrap_or(task_arn)
 }
 
 enum Entry {
@@ -212,7 +277,30 @@ impl Shared {
         let Some(label) = label else { return false };
         let mine = &self.config.cluster;
         let name = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
-        label == mine || name(label) == name(mine)
+        self.config.is_fargate_pool() || label == mine || name(label) == name(mine)
+    }
+
+    /// Removes a task's cgroup once its processes are gone, retrying while
+    /// the runtime cleans up inside it; one that stays is logged (an empty
+    /// leftover is harmless, a busy one is not the agent's).
+    pub async fn remove_cgroup(&self, task_id: &str) {
+        let Some(cgroups) = &self.cgroups else {
+            return;
+        };
+        let mut attempt = 1;
+        loop {
+            match cgroups.remove(task_id) {
+                Ok(()) => return,
+                Err(error) if attempt >= CGROUP_ATTEMPTS => {
+                    tracing::warn!(%error, task = task_id, "cannot remove the task cgroup");
+                    return;
+                }
+                Err(_) => {
+                    attempt += 1;
+                    tokio::time::sleep(CGROUP_RETRY).await;
+                }
+            }
+        }
     }
 }
 
@@ -297,33 +385,22 @@ impl Engine {
                 containers = adopted.len(),
                 "adopting task from an earlier run"
             );
-            self.spawn(
-                record.spec,
-                adopted,
-                record.reported,
-                record.metadata_tokens,
-            );
+            self.spawn(record, adopted);
         }
         *lock(&shared.orphans) = by_task;
         Ok(())
     }
 
-    fn spawn(
-        &self,
-        spec: TaskSpec,
-        adopted: Vec<ContainerInfo>,
-        reported: Option<String>,
-        tokens: std::collections::BTreeMap<String, String>,
-    ) {
+    fn spawn(&self, record: TaskRecord, adopted: Vec<ContainerInfo>) {
         let (tx, rx) = inbox::inbox();
         lock(&self.shared.tasks).insert(
-            spec.task_arn.clone(),
+            record.spec.task_arn.clone(),
             Entry::Live {
-                version: spec.desired_version,
+                version: record.spec.desired_version,
                 inbox: tx,
             },
         );
-        let supervisor = Supervisor::new(self.shared.clone(), spec, adopted, reported, tokens, rx);
+        let supervisor = Supervisor::new(self.shared.clone(), record, adopted, rx);
         tokio::spawn(supervisor.run());
     }
 
@@ -345,8 +422,10 @@ impl Engine {
                     entries.insert(spec.task_arn.clone(), Entry::Done);
                     drop(entries);
                     match lock(&self.shared.orphans).remove(&spec.task_arn) {
-                        Some(containers) => self.stop_orphans(&spec.task_arn, containers, true),
-                        None => self.report_never_ran(&spec.task_arn),
+                        Some(containers) => {
+                            self.stop_orphans(&spec.task_arn, containers, true, Some(&spec));
+                        }
+                        None => self.report_never_ran(&spec.task_arn, Some(&spec)),
                     }
                 }
                 None => {
@@ -354,7 +433,7 @@ impl Engine {
                     let adopted = lock(&self.shared.orphans)
                         .remove(&spec.task_arn)
                         .unwrap_or_default();
-                    self.spawn(spec, adopted, None, Default::default());
+                    self.spawn(TaskRecord::new(spec), adopted);
                 }
             }
         }
@@ -399,7 +478,7 @@ impl Engine {
         }
         for arn in unknown_stopped {
             lock(&self.shared.tasks).insert(arn.clone(), Entry::Done);
-            self.report_never_ran(&arn);
+            self.report_never_ran(&arn, None);
         }
         let unwanted: Vec<(String, Vec<ContainerInfo>)> = {
             let mut orphans = lock(&self.shared.orphans);
@@ -411,27 +490,67 @@ impl Engine {
         for (arn, containers) in unwanted {
             let listed = wanted.contains_key(arn.as_str());
             lock(&self.shared.tasks).insert(arn.clone(), Entry::Done);
-            self.stop_orphans(&arn, containers, listed);
+            self.stop_orphans(&arn, containers, listed, None);
         }
     }
 
-    /// Tells the server a task it wants stopped never ran here.
-    fn report_never_ran(&self, task_arn: &str) {
+    /// Tells the server a task it wants stopped never ran here; its network
+    /// interface, if the spec names one, was never attached either.
+    fn report_never_ran(&self, task_arn: &str, spec: Option<&TaskSpec>) {
+        let config = &self.shared.config;
         self.shared
             .reporter
             .send(Report::Task(SubmitTaskStateChangeRequest {
-                cluster: Some(self.shared.config.cluster.clone()),
+                cluster: Some(report_cluster(
+                    spec.map(|s| s.cluster_arn.as_str()),
+                    task_arn,
+                    config,
+                )),
                 task: Some(task_arn.to_owned()),
                 status: Some("STOPPED".to_owned()),
+                attachments: spec
+                    .and_then(|s| s.network_interface.as_ref())
+                    .map(|eni| detached(&eni.attachment_arn)),
                 ..Default::default()
             }));
     }
 
-    /// Stops containers of a task the agent has no spec for; when the server
-    /// still tracks the task (`report`), tells it their exit codes.
-    fn stop_orphans(&self, task_arn: &str, containers: Vec<ContainerInfo>, report: bool) {
+    /// Stops containers of a task the agent has no record of, then removes
+    /// its pause container (freeing its address) and its cgroup; when the
+    /// server still tracks the task (`report`), tells it their exit codes
+    /// and, for an awsvpc task, that its interface is detached.
+    fn stop_orphans(
+        &self,
+        task_arn: &str,
+        containers: Vec<ContainerInfo>,
+        report: bool,
+        spec: Option<&TaskSpec>,
+    ) {
         let shared = self.shared.clone();
         let task_arn = task_arn.to_owned();
+        let (pauses, containers): (Vec<ContainerInfo>, Vec<ContainerInfo>) =
+            containers.into_iter().partition(|c| {
+                c.labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some(PAUSE_CONTAINER_NAME)
+            });
+        let cluster = report_cluster(
+            spec.map(|s| s.cluster_arn.as_str()).or_else(|| {
+                containers
+                    .iter()
+                    .chain(&pauses)
+                    .find_map(|c| c.labels.get(LABEL_CLUSTER))
+                    .map(String::as_str)
+            }),
+            &task_arn,
+            &shared.config,
+        );
+        let attachment = spec
+            .and_then(|s| s.network_interface.as_ref())
+            .map(|eni| eni.attachment_arn.clone())
+            .or_else(|| {
+                pauses
+                    .iter()
+                    .find_map(|p| p.labels.get(LABEL_ATTACHMENT_ARN).cloned())
+            });
         tokio::spawn(async move {
             tracing::info!(
                 task = task_arn,
@@ -464,14 +583,24 @@ impl Engine {
                     let _ = shared.runtime.remove(&info.id).await;
                 });
             }
+            for pause in &pauses {
+                match shared.runtime.remove_namespace(&pause.id).await {
+                    Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, id = pause.id, "cannot remove orphaned pause container");
+                    }
+                }
+            }
+            shared.remove_cgroup(task_id(&task_arn)).await;
             if report {
                 shared
                     .reporter
                     .send(Report::Task(SubmitTaskStateChangeRequest {
-                        cluster: Some(shared.config.cluster.clone()),
+                        cluster: Some(cluster),
                         task: Some(task_arn),
                         status: Some("STOPPED".to_owned()),
                         containers: Some(changes),
+                        attachments: attachment.map(|arn| detached(&arn)),
                         ..Default::default()
                     }));
             }
@@ -510,5 +639,33 @@ impl Engine {
             .collect();
         arns.sort();
         arns
+    }
+}
+
+fn detached(attachment_arn: &str) -> Vec<AttachmentStateChange> {
+    vec![AttachmentStateChange {
+        attachment_arn: attachment_arn.to_owned(),
+        status: DETACHED.to_owned(),
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_name_the_task_cluster() {
+        let config = EngineConfig::new(FARGATE_POOL_CLUSTER);
+        let arn = "arn:aws:ecs:us-east-1:000000000000:task/web/0123";
+        assert_eq!(
+            report_cluster(Some("arn:cluster/x"), arn, &config),
+            "arn:cluster/x"
+        );
+        assert_eq!(report_cluster(None, arn, &config), "web");
+        assert_eq!(
+            report_cluster(None, "arn:task/legacy", &config),
+            FARGATE_POOL_CLUSTER
+        );
+        assert_eq!(task_id(arn), "0123");
     }
 }

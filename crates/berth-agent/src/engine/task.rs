@@ -2,32 +2,52 @@
 //! images, creates and starts containers in `dependsOn` order, watches their
 //! events, stops them in reverse order, reports each transition, and removes
 //! the containers after the cleanup wait.
+//!
+//! An awsvpc task (one with a network interface) first gets its namespace:
+//! a pause container holding the task's address, which its containers join.
+//! Its reports carry the interface's attachment: `ATTACHED` with PENDING
+//! (the namespace is up), `DETACHING` with the STOPPED report once the
+//! containers have stopped, then `DETACHED` with a second STOPPED report
+//! once the pause container and the task's cgroup are gone. A namespace that
+//! cannot be made stops the task at once, with one STOPPED report
+//! (`DETACHED`: nothing was attached). The last attachment status is kept in
+//! the task record, so a restarted agent finishes the teardown.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_types::agent::{
-    AgentMessage, ContainerHealth, ContainerSpec, DesiredStatus, HealthReport, TaskSpec,
+    AgentMessage, ContainerHealth, ContainerSpec, DesiredStatus, HealthReport,
+    PAUSE_CONTAINER_NAME, TaskSpec,
 };
 use berth_types::{
-    ContainerCondition, ContainerStateChange, HealthStatus, NetworkBinding, NetworkMode, Scope,
-    SubmitContainerStateChangeRequest, SubmitTaskStateChangeRequest, Timestamp, TransportProtocol,
+    AttachmentStateChange, ContainerCondition, ContainerStateChange, HealthStatus, NetworkBinding,
+    NetworkMode, Scope, SubmitContainerStateChangeRequest, SubmitTaskStateChangeRequest, Timestamp,
+    TransportProtocol,
 };
 use tokio::time::Instant;
 
 use super::inbox::Receiver;
-use super::{ImagePullBehavior, Shared, TaskRecord};
+use super::{DETACHED, ImagePullBehavior, Shared, TaskRecord};
 use crate::cgroup::Cgroups;
 use crate::report::Report;
+use crate::runtime::network::Subnet;
 use crate::runtime::{
-    ContainerInfo, ContainerStatus, CreateSpec, LABEL_CLUSTER, LABEL_CONTAINER_NAME, LABEL_FAMILY,
-    LABEL_OWNER, LABEL_REVISION, LABEL_TASK_ARN, Mount, MountSource, PortBinding, RuntimeError,
-    RuntimeEvent, RuntimeEventKind,
+    ContainerInfo, ContainerStatus, CreateSpec, LABEL_ATTACHMENT_ARN, LABEL_CLUSTER,
+    LABEL_CONTAINER_NAME, LABEL_FAMILY, LABEL_OWNER, LABEL_REVISION, LABEL_TASK_ARN, Mount,
+    MountSource, NamespaceSpec, PortBinding, RuntimeError, RuntimeEvent, RuntimeEventKind,
 };
 
 /// ECS trims reasons to this many characters.
 const MAX_REASON: usize = 1024;
+const ATTACHED: &str = "ATTACHED";
+const DETACHING: &str = "DETACHING";
+const NETWORK_FAILED: &str = "ResourceInitializationError: failed to configure the task network";
+/// How soon, and at most how far apart, removing a pause container is
+/// tried again: until it is gone the task's address is taken.
+const TEARDOWN_RETRY: Duration = Duration::from_secs(1);
+const TEARDOWN_RETRY_MAX: Duration = Duration::from_secs(30);
 pub(crate) const ESSENTIAL_EXITED: &str = "Essential container in task exited";
 pub(crate) const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
 
@@ -79,12 +99,12 @@ impl Container {
         }
     }
 
-    fn network_bindings(&self) -> Option<Vec<NetworkBinding>> {
+    fn network_bindings(&self, bind_ip: &str) -> Option<Vec<NetworkBinding>> {
         (!self.bindings.is_empty()).then(|| {
             self.bindings
                 .iter()
                 .map(|b| NetworkBinding {
-                    bind_ip: Some("0.0.0.0".to_owned()),
+                    bind_ip: Some(bind_ip.to_owned()),
                     container_port: Some(i32::from(b.container_port)),
                     host_port: Some(i32::from(b.host_port)),
                     protocol: Some(b.protocol),
@@ -94,14 +114,15 @@ impl Container {
         })
     }
 
-    fn state_change(&self) -> ContainerStateChange {
+    /// The container's state; its ports are reported bound on `bind_ip`.
+    fn state_change(&self, bind_ip: &str) -> ContainerStateChange {
         ContainerStateChange {
             container_name: Some(self.name.clone()),
             runtime_id: self.id.clone(),
             status: Some(self.status().to_owned()),
             exit_code: self.exit_code,
             reason: self.reason.as_deref().map(trim_reason),
-            network_bindings: self.network_bindings(),
+            network_bindings: self.network_bindings(bind_ip),
             image_digest: self.image_digest.clone(),
         }
     }
@@ -154,17 +175,36 @@ pub(crate) struct Supervisor {
     adopted: bool,
     /// Container name → metadata endpoint token.
     tokens: std::collections::BTreeMap<String, String>,
+    /// The running pause container holding the task's namespace (awsvpc).
+    pause: Option<String>,
+    /// Other pause containers of the task (one whose start failed before a
+    /// crash), removed before a new namespace is made and at teardown.
+    stale_pauses: Vec<String>,
+    /// The last attachment status queued for the server.
+    attachment: Option<String>,
+    /// The namespace could not be made: the task stops without ever having
+    /// been attached.
+    network_failed: bool,
+    /// Where the containers' ports are reported bound: the task's address
+    /// (awsvpc), else every address of the host.
+    bind_ip: String,
 }
 
 impl Supervisor {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        mut spec: TaskSpec,
+        record: TaskRecord,
         adopted: Vec<ContainerInfo>,
-        reported: Option<String>,
-        mut tokens: std::collections::BTreeMap<String, String>,
         inbox: Receiver<TaskMsg>,
     ) -> Self {
+        let TaskRecord {
+            mut spec,
+            reported,
+            metadata_tokens: mut tokens,
+            attachment,
+            stop_reason,
+            execution_stopped_at,
+        } = record;
         // Only the metadata endpoint needs tokens.
         if shared.config.metadata_address.is_some() {
             for c in &spec.containers {
@@ -207,6 +247,24 @@ impl Supervisor {
             .next()
             .unwrap_or(&spec.task_arn)
             .to_owned();
+        let bind_ip = spec
+            .network_interface
+            .as_ref()
+            .map_or_else(|| "0.0.0.0".to_owned(), |eni| eni.ipv4_address.clone());
+        // Pause containers are the namespace, not containers of the task.
+        let (pauses, adopted): (Vec<ContainerInfo>, Vec<ContainerInfo>) =
+            adopted.into_iter().partition(|c| {
+                c.labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some(PAUSE_CONTAINER_NAME)
+            });
+        let mut pause = None;
+        let mut stale_pauses = Vec::new();
+        for info in pauses {
+            if pause.is_none() && info.status == ContainerStatus::Running {
+                pause = Some(info.id);
+            } else {
+                stale_pauses.push(info.id);
+            }
+        }
         let was_adopted = reported.is_some() || !adopted.is_empty();
         for info in adopted {
             let Some(c) = containers
@@ -223,8 +281,10 @@ impl Supervisor {
                 }
             }
             c.bindings = info.port_bindings.clone();
-            if spec.network_mode == NetworkMode::Host {
-                c.bindings = host_mode_bindings(&c.spec);
+            if spec.network_interface.is_some() {
+                c.bindings = same_port_bindings(&c.spec);
+            } else if spec.network_mode == NetworkMode::Host {
+                c.bindings = same_port_bindings(&c.spec);
                 let mut ports = shared.ports();
                 for b in &c.bindings {
                     ports.book(&spec.task_arn, b.host_port, b.protocol);
@@ -245,7 +305,9 @@ impl Supervisor {
                 }
             }
         }
-        let cgroup_parent = (spec.cpu.is_some() || spec.memory_mib.is_some())
+        // A stopped task needs no cgroup any more, only its removal.
+        let stopped = reported.as_deref() == Some("STOPPED");
+        let cgroup_parent = (!stopped && (spec.cpu.is_some() || spec.memory_mib.is_some()))
             .then(|| shared.cgroups.as_ref())
             .flatten()
             .and_then(|cgroups| match cgroups.create(&task_id, spec.cpu, spec.memory_mib) {
@@ -263,15 +325,20 @@ impl Supervisor {
             inbox,
             reported,
             stopping: false,
-            stop_reason: None,
+            stop_reason,
             cgroup_parent,
             waiting_since: Instant::now(),
             pull_started_at: None,
             pull_stopped_at: None,
-            execution_stopped_at: None,
+            execution_stopped_at,
             adopted: was_adopted,
             tokens,
             spec,
+            pause,
+            stale_pauses,
+            attachment,
+            network_failed: false,
+            bind_ip,
         }
     }
 
@@ -285,15 +352,33 @@ impl Supervisor {
         if self.reported.as_deref() != Some("STOPPED") {
             self.supervise().await;
         }
+        // Not stopped: the engine let go of the task (the agent is shutting
+        // down), and the next start adopts it as it is.
+        if self.reported.as_deref() != Some("STOPPED") {
+            return;
+        }
+        if self.spec.network_interface.is_some() && !self.detached() {
+            if !Box::pin(self.teardown()).await {
+                return;
+            }
+            self.report_task("STOPPED");
+        }
         // Boxed, so a running task's future does not carry room for its
         // cleanup all its life.
         Box::pin(self.cleanup()).await;
+    }
+
+    fn detached(&self) -> bool {
+        self.attachment.as_deref() == Some(DETACHED)
     }
 
     async fn supervise(&mut self) {
         self.save();
         if self.adopted {
             self.refresh_adopted().await;
+        } else if let Err(detail) = Box::pin(self.ensure_namespace()).await {
+            self.begin_stop(Some(format!("{NETWORK_FAILED}: {detail}")));
+            self.network_failed = true;
         } else {
             self.report_task("PENDING");
         }
@@ -325,8 +410,152 @@ impl Supervisor {
             }
         }
         self.stop_all().await;
+        // Nothing was attached: the one STOPPED report says DETACHED, after
+        // what was made of the namespace is gone.
+        if self.network_failed && !Box::pin(self.teardown()).await {
+            return;
+        }
         self.report_task("STOPPED");
         self.shared.ports().release(&self.spec.task_arn);
+    }
+
+    /// The labels of the task's containers; `name` is the container's.
+    fn labels(&self, name: &str) -> std::collections::BTreeMap<String, String> {
+        [
+            (LABEL_TASK_ARN, self.spec.task_arn.clone()),
+            (LABEL_CLUSTER, self.spec.cluster_arn.clone()),
+            (LABEL_CONTAINER_NAME, name.to_owned()),
+            (LABEL_FAMILY, self.spec.family.clone()),
+            (LABEL_REVISION, self.spec.revision.to_string()),
+            (LABEL_OWNER, self.shared.config.owner.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Gives an awsvpc task its network namespace, unless a pause container
+    /// adopted from an earlier run already holds it. `Err` says why not.
+    async fn ensure_namespace(&mut self) -> Result<(), String> {
+        let Some(eni) = self.spec.network_interface.clone() else {
+            return Ok(());
+        };
+        if self.pause.is_some() {
+            return Ok(());
+        }
+        // A leftover may hold the very address.
+        for id in std::mem::take(&mut self.stale_pauses) {
+            match self.shared.runtime.remove_namespace(&id).await {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(error) => {
+                    self.stale_pauses.push(id);
+                    return Err(format!("cannot remove an earlier pause container: {error}"));
+                }
+            }
+        }
+        let network = self
+            .shared
+            .config
+            .task_network
+            .clone()
+            .ok_or("this host has no task network")?;
+        if Subnet::parse(&eni.subnet_cidr) != Subnet::parse(&network.subnet) {
+            return Err(format!(
+                "the task's subnet {} is not this host's task network {}",
+                eni.subnet_cidr, network.subnet
+            ));
+        }
+        // Settings the containers cannot have in a joined namespace go on
+        // the pause container: each value once, in definition order.
+        let definitions = || self.containers.iter().map(|c| &c.spec.definition);
+        let dns_servers =
+            distinct(definitions().flat_map(|d| d.dns_servers.iter().flatten().cloned()));
+        let dns_search_domains =
+            distinct(definitions().flat_map(|d| d.dns_search_domains.iter().flatten().cloned()));
+        let extra_hosts = distinct(definitions().flat_map(|d| {
+            d.extra_hosts
+                .iter()
+                .flatten()
+                .map(|h| format!("{}:{}", h.hostname, h.ip_address))
+        }));
+        let mut labels = self.labels(PAUSE_CONTAINER_NAME);
+        labels.insert(LABEL_ATTACHMENT_ARN.to_owned(), eni.attachment_arn.clone());
+        let spec = NamespaceSpec {
+            // ECS's name for the pause container.
+            name: format!(
+                "ecs-{}-{}-internalecspause-{}",
+                self.spec.family,
+                self.spec.revision,
+                &uuid::Uuid::new_v4().simple().to_string()[..20]
+            ),
+            labels,
+            network: network.name,
+            ipv4_address: eni.ipv4_address,
+            mac_address: eni.mac_address,
+            cgroup_parent: self.cgroup_parent.clone(),
+            hostname: definitions().find_map(|d| d.hostname.clone()),
+            dns_servers,
+            dns_search_domains,
+            extra_hosts,
+        };
+        let id = self
+            .shared
+            .runtime
+            .create_namespace(&spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            task = self.spec.task_arn,
+            id,
+            address = spec.ipv4_address,
+            "task network namespace up"
+        );
+        self.pause = Some(id);
+        Ok(())
+    }
+
+    /// Takes the task's network down once its containers have stopped: the
+    /// pause containers go (which frees the address), then the task's
+    /// cgroup. A pause container the runtime will not remove is tried
+    /// again until it goes, as its address must not be handed out while it
+    /// is held; `false` when the agent shuts down first (its next start
+    /// resumes here).
+    async fn teardown(&mut self) -> bool {
+        let mut retry = TEARDOWN_RETRY;
+        loop {
+            let mut left = Vec::new();
+            let pauses: Vec<String> = self
+                .pause
+                .take()
+                .into_iter()
+                .chain(std::mem::take(&mut self.stale_pauses))
+                .collect();
+            for id in pauses {
+                match self.shared.runtime.remove_namespace(&id).await {
+                    Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, id, ?retry, "cannot remove the pause container; retrying");
+                        left.push(id);
+                    }
+                }
+            }
+            if left.is_empty() {
+                break;
+            }
+            self.stale_pauses = left;
+            let wait = tokio::time::sleep(retry);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    () = &mut wait => break,
+                    message = self.inbox.recv() => if message.is_none() { return false },
+                }
+            }
+            retry = (retry * 2).min(TEARDOWN_RETRY_MAX);
+        }
+        self.shared.remove_cgroup(&self.task_id).await;
+        self.attachment = Some(DETACHED.to_owned());
+        true
     }
 
     fn save(&self) {
@@ -337,6 +566,9 @@ impl Supervisor {
             },
             reported: self.reported.clone(),
             metadata_tokens: self.tokens.clone(),
+            attachment: self.attachment.clone(),
+            stop_reason: self.stop_reason.clone(),
+            execution_stopped_at: self.execution_stopped_at,
         });
         self.publish();
     }
@@ -394,6 +626,13 @@ impl Supervisor {
             execution_stopped_at: self.execution_stopped_at,
             availability_zone: self.shared.config.availability_zone.clone(),
             network_mode: self.spec.network_mode,
+            network_interface: self.spec.network_interface.clone(),
+            launch_type: if self.shared.config.is_fargate_pool() {
+                "FARGATE"
+            } else {
+                "EC2"
+            }
+            .to_owned(),
             containers,
         });
     }
@@ -701,12 +940,16 @@ impl Supervisor {
         if !c.bindings.is_empty() {
             return Ok(c.bindings.clone());
         }
+        // The task's own address: no host port is taken.
+        if self.spec.network_interface.is_some() {
+            return Ok(same_port_bindings(&c.spec));
+        }
         let task = &self.spec.task_arn;
         let mut ports = self.shared.ports();
         match self.spec.network_mode {
             NetworkMode::None => Ok(Vec::new()),
             NetworkMode::Host => {
-                let bindings = host_mode_bindings(&c.spec);
+                let bindings = same_port_bindings(&c.spec);
                 for b in &bindings {
                     ports.book(task, b.host_port, b.protocol);
                 }
@@ -825,17 +1068,14 @@ impl Supervisor {
                 id
             });
         }
-        let labels = [
-            (LABEL_TASK_ARN, self.spec.task_arn.clone()),
-            (LABEL_CLUSTER, self.spec.cluster_arn.clone()),
-            (LABEL_CONTAINER_NAME, c.name.clone()),
-            (LABEL_FAMILY, self.spec.family.clone()),
-            (LABEL_REVISION, self.spec.revision.to_string()),
-            (LABEL_OWNER, self.shared.config.owner.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let network_namespace = match &self.spec.network_interface {
+            Some(_) => Some(
+                self.pause
+                    .clone()
+                    .ok_or("the task's network namespace is gone")?,
+            ),
+            None => None,
+        };
         Ok(CreateSpec {
             name: format!(
                 "ecs-{}-{}-{}-{}",
@@ -845,7 +1085,7 @@ impl Supervisor {
                 &uuid::Uuid::new_v4().simple().to_string()[..20]
             ),
             image: def.image.clone().unwrap_or_default(),
-            labels,
+            labels: self.labels(&c.name),
             definition: berth_types::ContainerDefinition::clone(def),
             network_mode: self.spec.network_mode,
             port_bindings: bindings,
@@ -866,6 +1106,7 @@ impl Supervisor {
                 .into_iter()
                 .collect(),
             stop_timeout: stop_timeout(c, self.shared.config.stop_timeout),
+            network_namespace,
         })
     }
 
@@ -984,8 +1225,24 @@ impl Supervisor {
 
     fn report_task(&mut self, status: &str) {
         let stopped = status == "STOPPED";
+        let attachments = self.spec.network_interface.as_ref().map(|eni| {
+            let attachment = match status {
+                _ if self.detached() => DETACHED,
+                "STOPPED" => DETACHING,
+                _ => ATTACHED,
+            };
+            vec![AttachmentStateChange {
+                attachment_arn: eni.attachment_arn.clone(),
+                status: attachment.to_owned(),
+            }]
+        });
+        if let Some(attachment) = attachments.iter().flatten().next() {
+            self.attachment = Some(attachment.status.clone());
+        }
+        // The task's own cluster: an agent of the Fargate pool runs tasks
+        // of many.
         let request = SubmitTaskStateChangeRequest {
-            cluster: Some(self.shared.config.cluster.clone()),
+            cluster: Some(self.spec.cluster_arn.clone()),
             task: Some(self.spec.task_arn.clone()),
             status: Some(status.to_owned()),
             reason: if stopped {
@@ -996,9 +1253,10 @@ impl Supervisor {
             containers: Some(
                 self.containers
                     .iter()
-                    .map(Container::state_change)
+                    .map(|c| c.state_change(&self.bind_ip))
                     .collect(),
             ),
+            attachments,
             pull_started_at: self.pull_started_at,
             pull_stopped_at: self.pull_stopped_at,
             execution_stopped_at: if stopped {
@@ -1015,11 +1273,11 @@ impl Supervisor {
 
     fn report_container(&self, i: usize) {
         let c = &self.containers[i];
-        let change = c.state_change();
+        let change = c.state_change(&self.bind_ip);
         self.shared
             .reporter
             .send(Report::Container(SubmitContainerStateChangeRequest {
-                cluster: Some(self.shared.config.cluster.clone()),
+                cluster: Some(self.spec.cluster_arn.clone()),
                 task: Some(self.spec.task_arn.clone()),
                 container_name: change.container_name,
                 runtime_id: change.runtime_id,
@@ -1053,12 +1311,20 @@ impl Supervisor {
             }
             self.shared.untrack_container(id);
         }
-        if let Some(cgroups) = &self.shared.cgroups {
-            cgroups.remove(&self.task_id);
-        }
+        self.shared.remove_cgroup(&self.task_id).await;
         self.shared.ports().release(&self.spec.task_arn);
         self.shared.finish(&self.spec.task_arn);
     }
+}
+
+fn distinct(values: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for value in values {
+        if !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    out
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -1086,7 +1352,10 @@ fn stop_timeout(c: &Container, default: Duration) -> Duration {
         })
 }
 
-fn host_mode_bindings(spec: &ContainerSpec) -> Vec<PortBinding> {
+/// Each port mapping answering on its container port: the bindings of host
+/// mode, and of a task in its own namespace (at the task's address, as ECS
+/// reports awsvpc bindings).
+fn same_port_bindings(spec: &ContainerSpec) -> Vec<PortBinding> {
     spec.definition
         .port_mappings
         .iter()

@@ -2,17 +2,24 @@
 //! [`CreateSpec`] (an ECS container definition plus what the engine resolved)
 //! into Docker's create body, and Docker's events and inspect answers back
 //! into runtime-neutral ones.
+//!
+//! Task networking for awsvpc: the task network is a user-defined bridge
+//! with an explicit subnet (Docker only honours a requested address on
+//! such networks), a task's namespace is a pause container on it with the
+//! task's address and MAC, imported as an image from [`super::pause`] the
+//! first time, and the task's containers run with `container:<pause id>`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_types::{ContainerDefinition, HealthStatus, NetworkMode, Timestamp, TransportProtocol};
-use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, DeviceMapping,
-    HealthConfig, HealthStatusEnum, HostConfig, HostConfigLogConfig, Mount as DockerMount,
-    MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
+    HostConfigLogConfig, Ipam, IpamConfig, Mount as DockerMount, MountType, MountVolumeOptions,
+    MountVolumeOptionsDriverConfig, NetworkCreateRequest, NetworkingConfig,
     PortBinding as DockerPortBinding, ResourcesUlimits,
 };
 use bollard::query_parameters::{
@@ -20,12 +27,15 @@ use bollard::query_parameters::{
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
+use bollard::{BollardRequest, Docker};
 use futures_util::StreamExt;
 
+use super::network::{self, Subnet};
+use super::pause::{PAUSE_IMAGE, PAUSE_PROGRAM};
 use super::{
     BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, CreateSpec, EventStream,
-    ImageInfo, LABEL_TASK_ARN, LogLine, LogStream, MountSource, PortBinding, RuntimeError,
-    RuntimeEvent, RuntimeEventKind, RuntimeVersion,
+    ImageInfo, LABEL_OWNER, LABEL_TASK_ARN, LogLine, LogStream, MountSource, NamespaceSpec,
+    PortBinding, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion, TaskNetwork,
 };
 
 // Docker's own HTTP timeout must outlast the longest `docker stop` (ECS
@@ -37,11 +47,17 @@ const LOG_LINES_AHEAD: usize = 1024;
 // Docker's minimum memory limit; lower values fail the create.
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 const MIB: i64 = 1024 * 1024;
+/// The API version from which Docker takes a container's MAC address from
+/// its network endpoint's settings.
+const ENDPOINT_MAC_API: (usize, usize) = (1, 44);
 
 /// The Docker runtime. Cloning shares the connection.
 #[derive(Clone, Debug)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// Held while the pause image is checked and imported, so tasks
+    /// starting together import it once.
+    pause_image: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DockerRuntime {
@@ -55,13 +71,112 @@ impl DockerRuntime {
             .negotiate_version()
             .await
             .map_err(failed)?;
-        Ok(Self { docker })
+        let version = docker.client_version();
+        let docker = if (version.major_version, version.minor_version) < ENDPOINT_MAC_API {
+            docker.with_request_modifier(copy_endpoint_mac)
+        } else {
+            docker
+        };
+        Ok(Self {
+            docker,
+            pause_image: Arc::default(),
+        })
+    }
+
+    /// Imports the pause image unless the engine has it.
+    async fn ensure_pause_image(&self) -> Result<(), RuntimeError> {
+        let _importing = self.pause_image.lock().await;
+        if self.inspect_image(PAUSE_IMAGE).await?.is_some() {
+            return Ok(());
+        }
+        let root = super::pause::root_filesystem().ok_or_else(|| {
+            RuntimeError::Failed(format!(
+                "no pause program for {} hosts",
+                std::env::consts::ARCH
+            ))
+        })?;
+        let (repo, tag) = PAUSE_IMAGE
+            .rsplit_once(':')
+            .unwrap_or((PAUSE_IMAGE, "latest"));
+        let options = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repo)
+            .tag(tag)
+            .changes(vec![format!("CMD [\"{PAUSE_PROGRAM}\"]")])
+            .build();
+        let mut progress =
+            self.docker
+                .create_image(Some(options), Some(bollard::body_full(root.into())), None);
+        while let Some(step) = progress.next().await {
+            let step = step.map_err(failed)?;
+            if let Some(error) = step.error_detail.and_then(|d| d.message) {
+                return Err(RuntimeError::Failed(error));
+            }
+        }
+        tracing::info!(image = PAUSE_IMAGE, "imported the pause image");
+        Ok(())
     }
 
     /// The underlying client, for callers that need more than the trait.
     pub fn client(&self) -> &Docker {
         &self.docker
     }
+}
+
+/// Engines older than API 1.44 ignore the `MacAddress` of a container's
+/// network endpoint and take the container-wide `MacAddress`, a field
+/// bollard's model no longer has: on those, container creates get the MAC
+/// of their network's endpoint copied up (a request modifier, as bollard
+/// offers no other way to add a field).
+fn copy_endpoint_mac(request: BollardRequest) -> BollardRequest {
+    if request.method() != http::Method::POST
+        || !request.uri().path().ends_with("/containers/create")
+    {
+        return request;
+    }
+    let (parts, body) = request.into_parts();
+    let patched = match &body {
+        http_body_util::Either::Left(full) => {
+            ready_bytes(full.clone()).and_then(|bytes| with_container_mac(&bytes))
+        }
+        http_body_util::Either::Right(_) => None,
+    };
+    let body = match patched {
+        Some(bytes) => bollard::body_full(bytes.into()),
+        None => body,
+    };
+    http::Request::from_parts(parts, body)
+}
+
+/// The bytes of an in-memory body, which are there at once.
+fn ready_bytes(body: http_body_util::Full<bytes::Bytes>) -> Option<bytes::Bytes> {
+    use http_body_util::BodyExt as _;
+    let mut collect = std::pin::pin!(body.collect());
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match collect.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(Ok(collected)) => Some(collected.to_bytes()),
+        _ => None,
+    }
+}
+
+/// The create body with the container-wide `MacAddress` set to the one its
+/// network's endpoint asks for; `None` when there is none, or the body sets
+/// its own.
+pub fn with_container_mac(body: &[u8]) -> Option<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let network = value.pointer("/HostConfig/NetworkMode")?.as_str()?;
+    let mac = value
+        .pointer("/NetworkingConfig/EndpointsConfig")?
+        .get(network)?
+        .get("MacAddress")?
+        .as_str()?
+        .to_owned();
+    let object = value.as_object_mut()?;
+    if object.contains_key("MacAddress") {
+        return None;
+    }
+    object.insert("MacAddress".to_owned(), mac.into());
+    serde_json::to_vec(&value).ok()
 }
 
 fn failed(error: DockerError) -> RuntimeError {
@@ -140,12 +255,17 @@ pub fn create_body(spec: &CreateSpec) -> ContainerCreateBody {
         .collect();
     env.extend(spec.extra_env.iter().map(|(k, v)| format!("{k}={v}")));
 
-    let network_mode = match spec.network_mode {
-        NetworkMode::Host => "host",
-        NetworkMode::None => "none",
-        // awsvpc needs CNI plumbing the agent does not have; such tasks get
-        // the default bridge.
-        NetworkMode::Bridge | NetworkMode::Awsvpc => "bridge",
+    // Docker refuses ports, a hostname, DNS settings and extra hosts on a
+    // container that joins another's namespace: they are the pause
+    // container's.
+    let joined = spec.network_namespace.as_deref();
+    let network_mode = match (joined, spec.network_mode) {
+        (Some(id), _) => format!("container:{id}"),
+        (None, NetworkMode::Host) => "host".to_owned(),
+        (None, NetworkMode::None) => "none".to_owned(),
+        // An awsvpc task without an interface (its control plane allocated
+        // none) gets the default bridge.
+        (None, NetworkMode::Bridge | NetworkMode::Awsvpc) => "bridge".to_owned(),
     };
     let bridge = network_mode == "bridge";
     let exposed_ports: Vec<String> = if bridge {
@@ -285,7 +405,7 @@ pub fn create_body(spec: &CreateSpec) -> ContainerCreateBody {
             .filter(|m| *m > 0)
             .map(|m| i64::from(m) * MIB),
         cgroup_parent: spec.cgroup_parent.clone(),
-        network_mode: Some(network_mode.to_owned()),
+        network_mode: Some(network_mode),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         binds: (!binds.is_empty()).then_some(binds),
         mounts: (!mounts.is_empty()).then_some(mounts),
@@ -307,14 +427,18 @@ pub fn create_body(spec: &CreateSpec) -> ContainerCreateBody {
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
         devices: (!devices.is_empty()).then_some(devices),
         memory_swappiness: linux.and_then(|l| l.swappiness).map(i64::from),
-        dns: def.dns_servers.clone(),
-        dns_search: def.dns_search_domains.clone(),
-        extra_hosts: def.extra_hosts.as_ref().map(|hosts| {
-            hosts
-                .iter()
-                .map(|h| format!("{}:{}", h.hostname, h.ip_address))
-                .collect()
-        }),
+        dns: def.dns_servers.clone().filter(|_| joined.is_none()),
+        dns_search: def.dns_search_domains.clone().filter(|_| joined.is_none()),
+        extra_hosts: def
+            .extra_hosts
+            .as_ref()
+            .filter(|_| joined.is_none())
+            .map(|hosts| {
+                hosts
+                    .iter()
+                    .map(|h| format!("{}:{}", h.hostname, h.ip_address))
+                    .collect()
+            }),
         security_opt: def.docker_security_options.clone(),
         sysctls: def.system_controls.as_ref().map(|controls| {
             controls
@@ -328,7 +452,7 @@ pub fn create_body(spec: &CreateSpec) -> ContainerCreateBody {
 
     ContainerCreateBody {
         image: Some(spec.image.clone()),
-        hostname: def.hostname.clone(),
+        hostname: def.hostname.clone().filter(|_| joined.is_none()),
         user: def.user.clone(),
         env: Some(env),
         cmd: def.command.clone(),
@@ -344,6 +468,61 @@ pub fn create_body(spec: &CreateSpec) -> ContainerCreateBody {
         host_config: Some(host_config),
         ..Default::default()
     }
+}
+
+fn non_empty(values: &[String]) -> Option<Vec<String>> {
+    (!values.is_empty()).then(|| values.to_vec())
+}
+
+/// Builds the pause container's create body: the pause program on the
+/// task network with the task's address and MAC. Pure, so it is unit tested
+/// without Docker.
+pub fn namespace_body(spec: &NamespaceSpec) -> ContainerCreateBody {
+    let endpoint = EndpointSettings {
+        ipam_config: Some(EndpointIpamConfig {
+            ipv4_address: Some(spec.ipv4_address.clone()),
+            ..Default::default()
+        }),
+        mac_address: Some(spec.mac_address.clone()),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(PAUSE_IMAGE.to_owned()),
+        cmd: Some(vec![PAUSE_PROGRAM.to_owned()]),
+        hostname: spec.hostname.clone(),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        host_config: Some(HostConfig {
+            network_mode: Some(spec.network.clone()),
+            cgroup_parent: spec.cgroup_parent.clone(),
+            dns: non_empty(&spec.dns_servers),
+            dns_search: non_empty(&spec.dns_search_domains),
+            extra_hosts: non_empty(&spec.extra_hosts),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Docker's answer when a requested subnet overlaps another network's.
+fn is_overlap(error: &DockerError) -> bool {
+    matches!(error, DockerError::DockerResponseServerError { message, .. }
+        if message.to_ascii_lowercase().contains("overlap"))
+}
+
+/// The IPv4 subnets of every network on the engine.
+async fn taken_subnets(docker: &Docker) -> Result<Vec<Subnet>, RuntimeError> {
+    let networks = docker
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .map_err(failed)?;
+    Ok(networks
+        .into_iter()
+        .flat_map(|n| n.ipam.and_then(|ipam| ipam.config).unwrap_or_default())
+        .filter_map(|config| Subnet::parse(config.subnet.as_deref()?))
+        .collect())
 }
 
 fn parse_time(value: Option<&str>) -> Option<Timestamp> {
@@ -474,18 +653,6 @@ async fn follow_logs(
             }
         }
     }
-}
-
-/// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
-fn first_host(subnet: &str) -> Option<std::net::Ipv4Addr> {
-    let (network, bits) = subnet.split_once('/')?;
-    let network: std::net::Ipv4Addr = network.parse().ok()?;
-    let bits: u32 = bits.parse().ok()?;
-    if bits >= 31 {
-        return None;
-    }
-    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-    Some(std::net::Ipv4Addr::from((u32::from(network) & mask) + 1))
 }
 
 fn failed_error(error: DockerError) -> RuntimeError {
@@ -830,9 +997,145 @@ impl ContainerRuntime for DockerRuntime {
                 // first address.
                 let gateway = c.gateway.and_then(|g| g.parse::<std::net::Ipv4Addr>().ok());
                 gateway
-                    .or_else(|| first_host(c.subnet.as_deref()?))
+                    .or_else(|| Subnet::parse(c.subnet.as_deref()?)?.gateway())
                     .map(std::net::IpAddr::V4)
             })
+        })
+    }
+
+    fn ensure_task_network<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<TaskNetwork, RuntimeError>> {
+        Box::pin(async move {
+            let name = network::network_name(owner);
+            match self
+                .docker
+                .inspect_network(
+                    &name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+            {
+                Ok(existing) => {
+                    let subnet = existing
+                        .ipam
+                        .and_then(|ipam| ipam.config)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find_map(|c| Subnet::parse(c.subnet.as_deref()?))
+                        .ok_or_else(|| {
+                            RuntimeError::Failed(format!(
+                                "the task network {name} has no IPv4 subnet"
+                            ))
+                        })?;
+                    return Ok(TaskNetwork {
+                        name,
+                        subnet: subnet.to_string(),
+                    });
+                }
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(error) => return Err(failed(error)),
+            }
+            // Subnets other networks hold are skipped without asking; one
+            // taken meanwhile (another agent on this engine) is refused by
+            // Docker, and the next is tried.
+            let taken = taken_subnets(&self.docker).await?;
+            for subnet in network::candidates().filter(|c| !taken.iter().any(|t| t.overlaps(c))) {
+                let request = NetworkCreateRequest {
+                    name: name.clone(),
+                    driver: Some("bridge".to_owned()),
+                    ipam: Some(Ipam {
+                        driver: Some("default".to_owned()),
+                        config: Some(vec![IpamConfig {
+                            subnet: Some(subnet.to_string()),
+                            gateway: subnet.gateway().map(|g| g.to_string()),
+                            ..Default::default()
+                        }]),
+                        options: None,
+                    }),
+                    labels: Some(HashMap::from([(LABEL_OWNER.to_owned(), owner.to_owned())])),
+                    ..Default::default()
+                };
+                match self.docker.create_network(request).await {
+                    Ok(_) => {
+                        tracing::info!(network = name, %subnet, "created the task network");
+                        return Ok(TaskNetwork {
+                            name,
+                            subnet: subnet.to_string(),
+                        });
+                    }
+                    Err(error) if is_overlap(&error) => continue,
+                    Err(error) => return Err(failed(error)),
+                }
+            }
+            Err(RuntimeError::Failed(
+                "no free /22 left in 100.64.0.0/10 for the task network".to_owned(),
+            ))
+        })
+    }
+
+    fn remove_task_network<'a>(
+        &'a self,
+        network: &'a TaskNetwork,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            match self.docker.remove_network(&network.name).await {
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(()),
+                other => other.map_err(failed),
+            }
+        })
+    }
+
+    fn create_namespace<'a>(
+        &'a self,
+        spec: &'a NamespaceSpec,
+    ) -> BoxFuture<'a, Result<String, RuntimeError>> {
+        Box::pin(async move {
+            self.ensure_pause_image().await?;
+            let options = CreateContainerOptionsBuilder::new()
+                .name(&spec.name)
+                .build();
+            // A missing network or image is a failure to create, not a
+            // lookup miss.
+            let as_failure = |error: DockerError| match failed(error) {
+                RuntimeError::NotFound(m) => {
+                    RuntimeError::Failed(format!("Error response from daemon: {m}"))
+                }
+                other => other,
+            };
+            let id = self
+                .docker
+                .create_container(Some(options), namespace_body(spec))
+                .await
+                .map_err(as_failure)?
+                .id;
+            // The address is taken when the container joins the network,
+            // at start: that is where a busy address fails.
+            if let Err(error) = self.docker.start_container(&id, None).await {
+                if let Err(cleanup) = self.remove_namespace(&id).await {
+                    tracing::warn!(error = %cleanup, id, "cannot remove a pause container that failed to start");
+                }
+                return Err(as_failure(error));
+            }
+            Ok(id)
+        })
+    }
+
+    fn remove_namespace<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let options = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            self.docker
+                .remove_container(id, Some(options))
+                .await
+                .map_err(failed)
         })
     }
 
@@ -909,6 +1212,7 @@ mod tests {
             cgroup_parent: Some("/berth/t1".into()),
             extra_env: vec![("ECS_X".into(), "1".into())],
             stop_timeout: Duration::from_secs(30),
+            network_namespace: None,
         }
     }
 
@@ -1011,13 +1315,99 @@ mod tests {
         assert_eq!(parse_time(Some("0001-01-01T00:00:00Z")), None);
     }
 
+    fn namespace() -> NamespaceSpec {
+        NamespaceSpec {
+            name: "ecs-web-3-internalecspause-0a1b".into(),
+            labels: BTreeMap::from([(LABEL_TASK_ARN.to_owned(), "arn:task".to_owned())]),
+            network: "berth-eni-i-0123".into(),
+            ipv4_address: "100.64.0.9".into(),
+            mac_address: "0a:58:64:40:00:09".into(),
+            cgroup_parent: Some("/berth/t1".into()),
+            hostname: None,
+            dns_servers: vec!["10.0.0.2".into()],
+            dns_search_domains: vec![],
+            extra_hosts: vec!["db:10.0.0.5".into()],
+        }
+    }
+
     #[test]
-    fn gateway_defaults_to_the_first_host_of_the_subnet() {
+    fn pause_body_holds_the_address_on_the_task_network() {
+        let body = namespace_body(&namespace());
+        assert_eq!(body.image.as_deref(), Some(PAUSE_IMAGE));
+        assert_eq!(body.cmd, Some(vec!["/pause".to_owned()]));
+        assert_eq!(body.labels.as_ref().unwrap()[LABEL_TASK_ARN], "arn:task");
+        let host = body.host_config.clone().unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("berth-eni-i-0123"));
+        assert_eq!(host.cgroup_parent.as_deref(), Some("/berth/t1"));
+        assert_eq!(host.dns, Some(vec!["10.0.0.2".to_owned()]));
+        assert_eq!(host.dns_search, None);
+        assert_eq!(host.extra_hosts, Some(vec!["db:10.0.0.5".to_owned()]));
+        let endpoints = body
+            .networking_config
+            .clone()
+            .unwrap()
+            .endpoints_config
+            .unwrap();
+        let endpoint = &endpoints["berth-eni-i-0123"];
         assert_eq!(
-            first_host("172.17.0.0/16"),
-            Some(std::net::Ipv4Addr::new(172, 17, 0, 1))
+            endpoint
+                .ipam_config
+                .as_ref()
+                .unwrap()
+                .ipv4_address
+                .as_deref(),
+            Some("100.64.0.9")
         );
-        assert_eq!(first_host("garbage"), None);
+        assert_eq!(endpoint.mac_address.as_deref(), Some("0a:58:64:40:00:09"));
+
+        // Engines before API 1.44 get the MAC at the top level as well.
+        let json = serde_json::to_vec(&body).unwrap();
+        let patched: serde_json::Value =
+            serde_json::from_slice(&with_container_mac(&json).unwrap()).unwrap();
+        assert_eq!(patched["MacAddress"], "0a:58:64:40:00:09");
+        assert_eq!(patched["HostConfig"]["NetworkMode"], "berth-eni-i-0123");
+        assert_eq!(
+            with_container_mac(&serde_json::to_vec(&patched).unwrap()),
+            None
+        );
+        let plain =
+            serde_json::to_vec(&create_body(&spec(ContainerDefinition::default()))).unwrap();
+        assert_eq!(with_container_mac(&plain), None);
+    }
+
+    #[test]
+    fn joined_containers_leave_the_network_to_the_pause_container() {
+        let mut joined = spec(ContainerDefinition {
+            hostname: Some("web".into()),
+            dns_servers: Some(vec!["10.0.0.2".into()]),
+            dns_search_domains: Some(vec!["corp".into()]),
+            extra_hosts: Some(vec![berth_types::HostEntry {
+                hostname: "db".into(),
+                ip_address: "10.0.0.5".into(),
+            }]),
+            ..Default::default()
+        });
+        joined.network_mode = NetworkMode::Awsvpc;
+        joined.network_namespace = Some("pause-id".into());
+        let body = create_body(&joined);
+        let host = body.host_config.clone().unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("container:pause-id"));
+        assert_eq!(host.port_bindings, None);
+        assert_eq!(body.exposed_ports, None);
+        assert_eq!(body.hostname, None);
+        assert_eq!(host.dns, None);
+        assert_eq!(host.dns_search, None);
+        assert_eq!(host.extra_hosts, None);
+        assert_eq!(host.cgroup_parent.as_deref(), Some("/berth/t1"));
+
+        // Without a namespace, awsvpc falls back to the default bridge.
+        joined.network_namespace = None;
+        let body = create_body(&joined);
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("bridge")
+        );
+        assert_eq!(body.hostname.as_deref(), Some("web"));
     }
 
     #[test]

@@ -3,18 +3,26 @@
 //! process. Behaviour (start delay, run time, exit code, OOM, SIGTERM
 //! handling, health results, failures) is configured per image or per command
 //! substring; it emits the same events the Docker runtime does.
+//!
+//! Task networks are names with a subnet, and a task's namespace is a
+//! container that only holds its address: the fake refuses what Docker
+//! refuses (an address outside the subnet or already held, joining a
+//! namespace whose container is not running, removing a network in use),
+//! so leaks show up as failures here too.
 
 use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use berth_types::{HealthStatus, Timestamp};
 use tokio::sync::{mpsc, watch};
 
+use super::network::{self, Subnet};
 use super::{
     BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, CreateSpec, EventStream,
-    ImageInfo, LABEL_TASK_ARN, LogLine, LogStream, RuntimeError, RuntimeEvent, RuntimeEventKind,
-    RuntimeVersion,
+    ImageInfo, LABEL_TASK_ARN, LogLine, LogStream, NamespaceSpec, RuntimeError, RuntimeEvent,
+    RuntimeEventKind, RuntimeVersion, TaskNetwork,
 };
 
 /// What a fake container does once started.
@@ -85,6 +93,8 @@ struct FakeContainer {
     /// 350 bytes, and simulated hosts hold 100,000 containers.
     exited: Option<watch::Sender<bool>>,
     logs: Vec<LogLine>,
+    /// The namespace container this one joins.
+    joins: Option<String>,
 }
 
 impl FakeContainer {
@@ -115,6 +125,12 @@ struct State {
     next_id: u64,
     pulls: Vec<String>,
     creates: u64,
+    /// The subnet a new task network gets; `None`: the first candidate.
+    task_subnet: Option<String>,
+    /// Task network name → subnet.
+    networks: HashMap<String, String>,
+    namespace_error: Option<String>,
+    namespace_removal_error: Option<String>,
 }
 
 /// The fake runtime. Cloning shares the same containers.
@@ -161,6 +177,38 @@ impl FakeRuntime {
     /// Puts `image` on the host without a pull.
     pub fn add_local_image(&self, image: &str) {
         self.lock().local_images.insert(image.to_owned());
+    }
+
+    /// The subnet the task network gets when it is made (simulated hosts
+    /// each have their own).
+    pub fn set_task_subnet(&self, cidr: &str) {
+        self.lock().task_subnet = Some(cidr.to_owned());
+    }
+
+    /// Makes namespace creation fail with `message` (`None`: succeed again).
+    pub fn fail_namespaces(&self, message: Option<&str>) {
+        self.lock().namespace_error = message.map(str::to_owned);
+    }
+
+    /// Makes removing namespaces fail with `message` (`None`: succeed
+    /// again).
+    pub fn fail_namespace_removals(&self, message: Option<&str>) {
+        self.lock().namespace_removal_error = message.map(str::to_owned);
+    }
+
+    /// The task networks that exist.
+    pub fn task_networks(&self) -> Vec<TaskNetwork> {
+        let mut all: Vec<TaskNetwork> = self
+            .lock()
+            .networks
+            .iter()
+            .map(|(name, subnet)| TaskNetwork {
+                name: name.clone(),
+                subnet: subnet.clone(),
+            })
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// Images pulled so far, in order.
@@ -387,6 +435,13 @@ impl ContainerRuntime for FakeRuntime {
                     spec.name
                 )));
             }
+            if let Some(namespace) = &spec.network_namespace
+                && !state.containers.contains_key(namespace)
+            {
+                return Err(RuntimeError::Failed(format!(
+                    "No such container: {namespace}"
+                )));
+            }
             state.next_id += 1;
             state.creates += 1;
             let id = format!("{:064x}", state.next_id);
@@ -414,6 +469,7 @@ impl ContainerRuntime for FakeRuntime {
                     generation: 0,
                     exited: None,
                     logs: Vec::new(),
+                    joins: spec.network_namespace.clone(),
                 },
             );
             Ok(id)
@@ -427,6 +483,16 @@ impl ContainerRuntime for FakeRuntime {
                 let container = state.containers.get(id).ok_or_else(|| not_found(id))?;
                 if let Some(message) = &container.behavior.start_error {
                     return Err(RuntimeError::Failed(message.clone()));
+                }
+                if let Some(namespace) = &container.joins
+                    && state
+                        .containers
+                        .get(namespace)
+                        .is_none_or(|n| n.info.status != ContainerStatus::Running)
+                {
+                    return Err(RuntimeError::Failed(format!(
+                        "cannot join network of a non running container: {namespace}"
+                    )));
                 }
                 container.behavior.start_delay
             };
@@ -560,6 +626,141 @@ impl ContainerRuntime for FakeRuntime {
 
     fn binds_host_ports(&self) -> bool {
         false
+    }
+
+    fn ensure_task_network<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<TaskNetwork, RuntimeError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            let name = network::network_name(owner);
+            let default = state.task_subnet.clone().unwrap_or_else(|| {
+                network::candidates()
+                    .next()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            });
+            let subnet = state
+                .networks
+                .entry(name.clone())
+                .or_insert(default)
+                .clone();
+            Ok(TaskNetwork { name, subnet })
+        })
+    }
+
+    fn remove_task_network<'a>(
+        &'a self,
+        network: &'a TaskNetwork,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            let in_use = state.containers.values().any(|c| {
+                c.info.status == ContainerStatus::Running
+                    && c.info.networks.iter().any(|(n, _)| n == &network.name)
+            });
+            if in_use {
+                return Err(RuntimeError::Failed(format!(
+                    "error while removing network: network {} has active endpoints",
+                    network.name
+                )));
+            }
+            state.networks.remove(&network.name);
+            Ok(())
+        })
+    }
+
+    fn create_namespace<'a>(
+        &'a self,
+        spec: &'a NamespaceSpec,
+    ) -> BoxFuture<'a, Result<String, RuntimeError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            if let Some(message) = &state.namespace_error {
+                return Err(RuntimeError::Failed(message.clone()));
+            }
+            let subnet = state
+                .networks
+                .get(&spec.network)
+                .and_then(|s| Subnet::parse(s))
+                .ok_or_else(|| {
+                    RuntimeError::Failed(format!("network {} not found", spec.network))
+                })?;
+            let address: Ipv4Addr = spec.ipv4_address.parse().map_err(|_| {
+                RuntimeError::Failed(format!("invalid IPv4 address {}", spec.ipv4_address))
+            })?;
+            if !subnet.contains(address) {
+                return Err(RuntimeError::Failed(format!(
+                    "Invalid address {address}: It does not belong to any of this network's subnets"
+                )));
+            }
+            let held = state.containers.values().any(|c| {
+                c.info.status == ContainerStatus::Running
+                    && c.info
+                        .networks
+                        .iter()
+                        .any(|(n, ips)| n == &spec.network && ips.contains(&spec.ipv4_address))
+            });
+            if held {
+                return Err(RuntimeError::Failed(format!(
+                    "Address already in use: {address}"
+                )));
+            }
+            state.next_id += 1;
+            state.creates += 1;
+            let id = format!("{:064x}", state.next_id);
+            let now = Timestamp::now();
+            let info = ContainerInfo {
+                id: id.clone(),
+                name: spec.name.clone(),
+                labels: spec.labels.clone(),
+                status: ContainerStatus::Running,
+                exit_code: None,
+                oom_killed: false,
+                health: None,
+                image_digest: Some(fake_digest(super::pause::PAUSE_IMAGE)),
+                port_bindings: Vec::new(),
+                started_at: Some(now),
+                finished_at: None,
+                created_at: Some(now),
+                networks: vec![(spec.network.clone(), vec![spec.ipv4_address.clone()])],
+            };
+            state.containers.insert(
+                id.clone(),
+                FakeContainer {
+                    info,
+                    behavior: FakeBehavior::long_running(),
+                    has_health_check: false,
+                    generation: 1,
+                    exited: None,
+                    logs: Vec::new(),
+                    joins: None,
+                },
+            );
+            emit(
+                &mut state,
+                RuntimeEvent {
+                    container_id: id.clone(),
+                    kind: RuntimeEventKind::Started,
+                },
+            );
+            Ok(id)
+        })
+    }
+
+    fn remove_namespace<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            if let Some(message) = &state.namespace_removal_error {
+                return Err(RuntimeError::Failed(message.clone()));
+            }
+            state
+                .containers
+                .remove(id)
+                .map(drop)
+                .ok_or_else(|| not_found(id))
+        })
     }
 
     fn logs(&self, id: &str, since_nanos: Option<i128>) -> LogStream {

@@ -9,6 +9,12 @@
 //! [`ContainerRuntime::logs`] follows a container's stdout/stderr for the
 //! log shipper; [`ContainerRuntime::stats`] reads one stats sample for the
 //! task metadata endpoint.
+//!
+//! awsvpc tasks get a network namespace of their own: the agent keeps one
+//! task network per host ([`TaskNetwork`], subnets from [`network`]), each
+//! such task gets a pause container on it holding the task's address
+//! ([`NamespaceSpec`], image from [`pause`]), and the task's containers join
+//! that container's namespace ([`CreateSpec::network_namespace`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,6 +26,8 @@ use futures_util::Stream;
 
 pub mod docker;
 pub mod fake;
+pub mod network;
+pub mod pause;
 
 /// A boxed future, so that the trait stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -49,6 +57,10 @@ pub const LABEL_FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
 pub const LABEL_REVISION: &str = "com.amazonaws.ecs.task-definition-version";
 /// The agent (by instance id) that created the container.
 pub const LABEL_OWNER: &str = "io.berth.agent-instance-id";
+/// On a pause container: the attachment ARN of the task's network
+/// interface, so a namespace found without its task's record can still be
+/// reported detached.
+pub const LABEL_ATTACHMENT_ARN: &str = "io.berth.task-eni.attachment-arn";
 
 /// A failed runtime operation. The messages are what the runtime said, so the
 /// engine can put them into ECS reasons (`CannotStartContainerError: …`).
@@ -113,6 +125,44 @@ pub struct CreateSpec {
     /// Variables the agent adds to the definition's `environment`.
     pub extra_env: Vec<(String, String)>,
     pub stop_timeout: Duration,
+    /// The runtime id of the pause container whose network namespace this
+    /// container joins (awsvpc). Ports, hostname, DNS settings and extra
+    /// hosts then belong to that container, and the ones here are ignored.
+    pub network_namespace: Option<String>,
+}
+
+/// The network a host's awsvpc tasks get their addresses on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskNetwork {
+    /// The runtime's name for it.
+    pub name: String,
+    /// Its subnet (`100.64.4.0/22`), which the host advertises as
+    /// `berth.task-eni.subnet` for the control plane to allocate from.
+    pub subnet: String,
+}
+
+/// The pause container that holds one awsvpc task's network namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceSpec {
+    /// The runtime's container name.
+    pub name: String,
+    /// The task's labels, with [`LABEL_CONTAINER_NAME`] the pause
+    /// container's.
+    pub labels: BTreeMap<String, String>,
+    /// The task network's name.
+    pub network: String,
+    /// The task's address and MAC, as the control plane allocated them.
+    pub ipv4_address: String,
+    pub mac_address: String,
+    /// The task's cgroup, so the namespace's process counts against it.
+    pub cgroup_parent: Option<String>,
+    /// What the task's definitions ask of the namespace, which the
+    /// containers joining it cannot set themselves: the hostname, DNS
+    /// servers and search domains, and `/etc/hosts` entries (`name:ip`).
+    pub hostname: Option<String>,
+    pub dns_servers: Vec<String>,
+    pub dns_search_domains: Vec<String>,
+    pub extra_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,4 +281,26 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn bridge_gateway(&self) -> BoxFuture<'_, Option<std::net::IpAddr>> {
         Box::pin(async { None })
     }
+    /// The task network of agent `owner` (its instance id): the one an
+    /// earlier run made, with its subnet, or a new one on a subnet free on
+    /// this host.
+    fn ensure_task_network<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<TaskNetwork, RuntimeError>>;
+    /// Removes the task network; refused while containers are attached.
+    fn remove_task_network<'a>(
+        &'a self,
+        network: &'a TaskNetwork,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// Creates and starts the pause container of an awsvpc task, holding
+    /// the spec's address, and returns its id. A failed attempt leaves no
+    /// container behind.
+    fn create_namespace<'a>(
+        &'a self,
+        spec: &'a NamespaceSpec,
+    ) -> BoxFuture<'a, Result<String, RuntimeError>>;
+    /// Removes a pause container whatever its state, which frees the
+    /// task's address.
+    fn remove_namespace<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
 }
