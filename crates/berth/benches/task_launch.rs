@@ -262,6 +262,7 @@ async fn create_start(docker: &Arc<dyn ContainerRuntime>, i: usize) -> String {
         labels: BTreeMap::from([(LABEL.to_owned(), "1".to_owned())]),
         definition,
         network_mode: NetworkMode::Bridge,
+        network_namespace: None,
         port_bindings: vec![PortBinding {
             container_port: 8000,
             host_port: free_port(),

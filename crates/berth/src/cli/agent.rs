@@ -2,7 +2,9 @@
 //! runs its tasks on the local Docker Engine until SIGTERM or SIGINT
 //! (containers keep running across an agent restart and are adopted) — or,
 //! with `--simulate N`, runs N simulated hosts on the fake runtime to drive
-//! the control plane at scale.
+//! the control plane at scale. `--fargate` joins the platform's Fargate
+//! pool instead of a cluster: the host (or each simulated one) runs the
+//! FARGATE tasks of every cluster, each in its own network namespace.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use berth_agent::runtime::docker::DockerRuntime;
 use berth_agent::{AgentConfig, ContainerRuntime, HostResources, Simulation};
+use berth_types::agent::FARGATE_POOL_CLUSTER;
 use clap::Args;
 
 /// ECS's `ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION`.
@@ -19,6 +22,8 @@ const CLEANUP_WAIT: u64 = 3 * 3600;
 /// containers, and at 100,000 tasks three hours of them would dominate the
 /// simulator's memory.
 const SIMULATED_CLEANUP_WAIT: u64 = 60;
+/// Fargate keeps nothing of a stopped task: its containers go at once.
+const FARGATE_CLEANUP_WAIT: u64 = 0;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -33,6 +38,10 @@ pub struct AgentArgs {
     /// The cluster to join.
     #[arg(long, default_value = "default")]
     cluster: String,
+    /// Join the platform's Fargate pool instead of a cluster: run the
+    /// FARGATE tasks of every cluster, each with its own address.
+    #[arg(long, conflicts_with = "cluster")]
+    fargate: bool,
     /// Where the agent keeps its identity, task records and unsent reports.
     #[arg(
         long,
@@ -49,7 +58,7 @@ pub struct AgentArgs {
     availability_zone: String,
     /// Seconds a stopped task's containers (and the agent's record of it)
     /// are kept before removal (ECS: ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION;
-    /// default 10800, or 60 for simulated hosts).
+    /// default 10800, 60 for simulated hosts, 0 with --fargate).
     #[arg(long, env = "BERTH_TASK_CLEANUP_WAIT", value_name = "SECS")]
     task_cleanup_wait: Option<u64>,
     #[command(flatten)]
@@ -121,10 +130,17 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
 
 impl AgentArgs {
     pub fn config(&self) -> AgentConfig {
-        let mut config = AgentConfig::new(&self.endpoint, &self.cluster, &self.data_dir);
+        let cluster = if self.fargate {
+            FARGATE_POOL_CLUSTER
+        } else {
+            &self.cluster
+        };
+        let mut config = AgentConfig::new(&self.endpoint, cluster, &self.data_dir);
         config.attributes = self.attributes.clone();
         config.availability_zone = self.availability_zone.clone();
-        let default_wait = if self.simulation.simulate.is_some() {
+        let default_wait = if self.fargate {
+            FARGATE_CLEANUP_WAIT
+        } else if self.simulation.simulate.is_some() {
             SIMULATED_CLEANUP_WAIT
         } else {
             CLEANUP_WAIT
@@ -180,4 +196,50 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     berth_agent::run(args.config(), runtime, shutdown).await?;
     tracing::info!("berth agent stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<AgentArgs, clap::Error> {
+        Command::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))
+            .map(|c| c.agent)
+    }
+
+    #[test]
+    fn fargate_joins_the_pool_and_keeps_nothing() {
+        let config = parse(&["--fargate"]).unwrap().config();
+        assert_eq!(config.cluster, FARGATE_POOL_CLUSTER);
+        assert_eq!(config.cleanup_wait, Duration::ZERO);
+        let config = parse(&["--fargate", "--task-cleanup-wait", "30"])
+            .unwrap()
+            .config();
+        assert_eq!(config.cleanup_wait, Duration::from_secs(30));
+        let simulated = parse(&["--fargate", "--simulate", "3"]).unwrap();
+        let simulation = simulated.simulation().unwrap();
+        assert_eq!(simulation.hosts, 3);
+        assert_eq!(simulation.agent.cluster, FARGATE_POOL_CLUSTER);
+        assert_eq!(simulation.agent.cleanup_wait, Duration::ZERO);
+        assert!(parse(&["--fargate", "--cluster", "web"]).is_err());
+    }
+
+    #[test]
+    fn a_cluster_agent_keeps_ecs_defaults() {
+        let config = parse(&["--cluster", "web"]).unwrap().config();
+        assert_eq!(config.cluster, "web");
+        assert_eq!(config.cleanup_wait, Duration::from_secs(CLEANUP_WAIT));
+        let simulated = parse(&["--simulate", "2"]).unwrap().config();
+        assert_eq!(
+            simulated.cleanup_wait,
+            Duration::from_secs(SIMULATED_CLEANUP_WAIT)
+        );
+    }
 }

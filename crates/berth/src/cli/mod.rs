@@ -1,5 +1,5 @@
 //! The command tree (`berth server`, `berth agent`, `berth dev`, `berth cluster …`, `berth taskdef …`,
-//! `berth instance …`, `berth service …`, `berth logs`), the options every client verb shares, and
+//! `berth instance …`, `berth service …`, `berth logs`, `berth fargate …`), the options every client verb shares, and
 //! the exit status an error ends the process with.
 
 use anyhow::Context as _;
@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 mod agent;
 mod cluster;
 mod dev;
+mod fargate;
 mod instance;
 mod logs;
 mod output;
@@ -46,6 +47,8 @@ enum Command {
     Service(service::ServiceArgs),
     /// Print a task's container output (`--follow` to keep reading).
     Logs(logs::LogsArgs),
+    /// Operate the Fargate capacity: interrupt FARGATE_SPOT tasks.
+    Fargate(fargate::FargateArgs),
 }
 
 impl Cli {
@@ -130,6 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Instance(args) => instance::run(args).await,
         Command::Service(args) => service::run(args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Fargate(args) => fargate::run(args).await,
     }
 }
 

@@ -32,6 +32,17 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 60, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     lost_agent_timeout: u64,
+    /// Chaos testing: interrupt each RUNNING FARGATE_SPOT task with this
+    /// probability per hour (e.g. 60 interrupts a task about once a minute).
+    #[arg(long, value_name = "PER_TASK_HOUR", value_parser = parse_rate)]
+    spot_interruption_rate: Option<f64>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err("expected a rate of 0 or more per task-hour".to_owned()),
+    }
 }
 
 fn parse_account_id(s: &str) -> Result<String, String> {
@@ -65,6 +76,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         account_id: args.account_id,
         lost_agent_timeout: std::time::Duration::from_secs(args.lost_agent_timeout),
         region: args.region,
+        spot_interruptions_per_task_hour: args.spot_interruption_rate,
     };
     // On stdout, so that a script that asked for port 0 can read the port.
     let ready = |addr: SocketAddr| println!("berth server listening on http://{addr}");
