@@ -8,6 +8,8 @@
 #                            check of `wget -q -O- localhost:$PORT/health` fails
 #   berth-test/job           sleeps $DELAY seconds (default 1), exits $EXIT_CODE
 #   berth-test/memhog        doubles a string until the kernel kills it
+#   berth-test/next-api      the seed's Fargate service stand-in: web on
+#                            $PORT whose /env answers $ENV
 set -euo pipefail
 
 if [[ ! -x /bin/busybox ]] || ! file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; then
@@ -51,6 +53,7 @@ CMD [\"sh\", \"-c\", \"mkdir -p /www; echo \\\"\$VERSION\\\" > /www/index.html; 
 web berth-test/web:v1 'echo ok > /www/health;' v1
 web berth-test/web:v2 'echo ok > /www/health;' v2
 web berth-test/unhealthy '' unhealthy
+web berth-test/next-api 'echo ok > /www/health; echo $ENV > /www/env;' next-api
 build berth-test/job 'ENV DELAY=1 EXIT_CODE=0
 CMD ["sh", "-c", "sleep $DELAY; exit $EXIT_CODE"]'
 build berth-test/memhog 'CMD ["sh", "-c", "x=0123456789; while true; do x=$x$x; done"]'

@@ -37,6 +37,7 @@ IMAGES = (
     "berth-test/unhealthy:latest",
     "berth-test/job:latest",
     "berth-test/memhog:latest",
+    "berth-test/next-api:latest",
 )
 
 READY_TIMEOUT = 30.0

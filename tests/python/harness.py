@@ -549,18 +549,22 @@ def no_nulls(obj, path="$"):
 
 
 class Simulator:
-    """One `berth agent --simulate HOSTS` process of 1024-CPU, 2048-MiB hosts;
-    its output goes to `<root>/simulator.log`."""
+    """One `berth agent --simulate HOSTS` process of 1024-CPU, 2048-MiB hosts
+    (or `cpu`/`memory`) in `cluster`, or in the Fargate pool when `cluster`
+    is None; its output goes to `<root>/simulator.log`."""
 
-    def __init__(self, endpoint: str, cluster: str, root: Path, hosts: int):
+    def __init__(self, endpoint: str, cluster: str | None, root: Path, hosts: int,
+                 cpu: int = 1024, memory: int = 2048, extra_args=()):
         self.log_path = root / "simulator.log"
         env = dict(os.environ)
         env.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION})
+        joins = ["--cluster", cluster] if cluster is not None else ["--fargate"]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [str(berth_bin()), "agent", "--simulate", str(hosts), "--endpoint", endpoint,
-                 "--cluster", cluster, "--data-dir", str(root / "agent"),
-                 "--cpu", "1024", "--memory", "2048", "--task-start-delay-ms", "10"],
+                 *joins, "--data-dir", str(root / "agent"),
+                 "--cpu", str(cpu), "--memory", str(memory), "--task-start-delay-ms", "10",
+                 *extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,
             )

@@ -1,0 +1,283 @@
+"""FARGATE on the real Docker Engine, driven with aws-cli against `berth dev`
+(whose Fargate capacity is this host's Docker Engine, the way a user drives
+ECS):
+
+- the seed's `platform-task` (awsvpc, FARGATE, 256/512, `next-api` on 8000
+  with ENV=production; the image is a locally built stand-in) runs as a task:
+  it answers on its privateIPv4Address:8000, its container shares the
+  namespace of a pause container holding that address, and its task cgroup
+  holds the task's memory limit;
+- it runs as a service of 3: every task answers on its own address, tasks
+  reach each other by address, and two containers of one task reach each
+  other on localhost;
+- a container that exceeds the task's memory is OOM-killed and reported as
+  OutOfMemoryError;
+- an invalid cpu/memory pair is refused;
+- after stopping, no container (the pause included), address or cgroup is
+  left behind.
+
+Needs Docker: without CI=true the module is skipped when no engine answers;
+with CI=true it fails loudly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from docker_env import LABEL_CONTAINER_NAME, LABEL_TASK_ARN, BerthDev, Docker, TaskTracker, \
+    build_test_images, require_docker
+from harness import ACCESS_KEY, REGION, SECRET_KEY, berth_bin, cluster_arn, remove_tree, unique
+
+NETWORK = ("awsvpcConfiguration={subnets=[subnet-12345678],securityGroups=[sg-12345678],"
+           "assignPublicIp=ENABLED}")
+PAUSE = "~internal~ecs~pause"
+CGROUP_MEMORY = Path("/sys/fs/cgroup/memory/berth")
+
+
+def platform_task(family: str, image: str = "berth-test/next-api:latest", **extra) -> dict:
+    """The seed's task definition, with the image replaced by a local one."""
+    td = {
+        "family": family,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [{
+            "name": "next-api",
+            "image": image,
+            "portMappings": [{"containerPort": 8000, "hostPort": 8000, "protocol": "tcp"}],
+            "environment": [{"name": "ENV", "value": "production"}],
+        }],
+    }
+    td.update(extra)
+    return td
+
+
+@pytest.fixture(scope="module")
+def dev():
+    require_docker()
+    build_test_images()
+    root = Path(tempfile.mkdtemp(prefix="berth-e2e-fargate-"))
+    server = BerthDev(data_dir=root / "data", log_dir=root / "logs")
+    tracker = TaskTracker()
+    clusters = []
+    try:
+        server.start()
+        wait_pool(server)
+        yield Dev(server, tracker, clusters, root)
+    finally:
+        if server.alive:
+            for c in clusters:
+                tracker.add_from_server(server.client(), c)
+        server.stop()
+        tracker.cleanup()
+        remove_tree(root)
+
+
+def wait_pool(server):
+    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION}
+    deadline = time.monotonic() + 60
+    out = ""
+    while time.monotonic() < deadline:
+        out = subprocess.run([str(berth_bin()), "fargate", "ls", "--endpoint", server.endpoint],
+                             capture_output=True, text=True, env=env).stdout
+        if " true " in out:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"berth dev offers no Fargate capacity:\n{out}\n{server.log_tail()}")
+
+
+class Dev:
+    def __init__(self, server, tracker, clusters, root):
+        self.server, self.tracker, self.clusters, self.root = server, tracker, clusters, root
+
+    def ecs(self, *args, check=True, timeout=120):
+        return self.server.aws("ecs", *args, check=check, timeout=timeout)
+
+    def cluster(self) -> str:
+        name = unique("fargate")
+        self.ecs("create-cluster", "--cluster-name", name, "--capacity-providers", "FARGATE", "FARGATE_SPOT")
+        self.clusters.append(name)
+        self.tracker.clusters.add(cluster_arn(name))
+        return name
+
+    def register(self, td: dict) -> str:
+        path = self.root / f"{td['family']}.json"
+        path.write_text(json.dumps(td))
+        out = self.ecs("register-task-definition", "--cli-input-json", f"file://{path}").json
+        return out["taskDefinition"]["taskDefinitionArn"]
+
+    def describe(self, cluster, arns) -> list[dict]:
+        out = self.ecs("describe-tasks", "--cluster", cluster, "--tasks", *arns).json
+        assert out["failures"] == [], out["failures"]
+        return out["tasks"]
+
+    def logs(self) -> str:
+        return self.server.log_tail(60)
+
+
+def address(task) -> str:
+    [attachment] = task["attachments"]
+    return {d["name"]: d["value"] for d in attachment["details"]}["privateIPv4Address"]
+
+
+def get(url: str, timeout=2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode().strip()
+
+
+def get_eventually(url: str, within=15.0) -> str:
+    deadline = time.monotonic() + within
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            return get(url)
+        except Exception as e:  # noqa: BLE001
+            last = e
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {within}s: {last!r}")
+
+
+def containers_of(task_arn: str) -> list[str]:
+    return Docker.ids_with_label(LABEL_TASK_ARN, task_arn)
+
+
+def assert_nothing_left(task: dict, within=15.0):
+    """No container (pause included), no cgroup and no address of the task."""
+    arn, task_id = task["taskArn"], task["taskArn"].rsplit("/", 1)[1]
+    ip = address(task)
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        left = containers_of(arn)
+        cgroup = (CGROUP_MEMORY / task_id).exists()
+        if not left and not cgroup:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"task {task_id} left containers {left} / cgroup {cgroup}")
+    networks = Docker.run("network", "ls", "--filter", "name=berth-eni-", "-q").stdout.split()
+    for net in networks:
+        info = json.loads(Docker.run("network", "inspect", net).stdout)[0]
+        held = [c.get("IPv4Address", "").split("/")[0] for c in (info.get("Containers") or {}).values()]
+        assert ip not in held, f"{ip} is still attached to {info['Name']}"
+
+
+def test_the_seed_platform_task_runs_on_its_own_address(dev):
+    cluster = dev.cluster()
+    family = unique("platform-task")
+    dev.register(platform_task(family))
+    out = dev.ecs("run-task", "--cluster", cluster, "--task-definition", family, "--launch-type", "FARGATE",
+                  "--network-configuration", NETWORK).json
+    assert out["failures"] == []
+    [task] = out["tasks"]
+    dev.tracker.add([task])
+    arn = task["taskArn"]
+    dev.ecs("wait", "tasks-running", "--cluster", cluster, "--tasks", arn)
+    [task] = dev.describe(cluster, [arn])
+    assert task["launchType"] == "FARGATE" and "containerInstanceArn" not in task
+    assert task["attachments"][0]["status"] == "ATTACHED"
+    ip = address(task)
+    assert task["containers"][0]["networkInterfaces"][0]["privateIpv4Address"] == ip
+
+    assert get_eventually(f"http://{ip}:8000/") == "next-api"
+    assert get(f"http://{ip}:8000/env") == "production"
+
+    # The container joins the namespace of the task's pause container, which
+    # holds the address; the task's cgroup holds its memory.
+    ids = containers_of(arn)
+    info = {Docker.inspect(i)["Config"]["Labels"][LABEL_CONTAINER_NAME]: Docker.inspect(i) for i in ids}
+    assert set(info) == {"next-api", PAUSE}
+    pause = info[PAUSE]
+    assert info["next-api"]["HostConfig"]["NetworkMode"] == f"container:{pause['Id']}"
+    [net] = pause["NetworkSettings"]["Networks"].values()
+    assert net["IPAddress"] == ip
+    task_id = arn.rsplit("/", 1)[1]
+    limit = int((CGROUP_MEMORY / task_id / "memory.limit_in_bytes").read_text())
+    assert limit == 512 * 1024 * 1024
+
+    dev.ecs("stop-task", "--cluster", cluster, "--task", arn)
+    dev.ecs("wait", "tasks-stopped", "--cluster", cluster, "--tasks", arn)
+    [stopped] = dev.describe(cluster, [arn])
+    assert stopped["attachments"][0]["status"] == "DETACHED"
+    assert stopped["stopCode"] == "UserInitiated"
+    assert_nothing_left(stopped)
+
+
+def test_a_service_of_three_tasks_that_reach_each_other(dev):
+    cluster = dev.cluster()
+    family = unique("platform-svc")
+    duo = platform_task(family)
+    # A second container in the same task: reachable from the first on localhost.
+    duo["containerDefinitions"].append({
+        "name": "sidecar", "image": "berth-test/web:v2", "essential": False,
+        "environment": [{"name": "PORT", "value": "9000"}],
+    })
+    dev.register(duo)
+    dev.ecs("create-service", "--cluster", cluster, "--service-name", "api", "--task-definition", family,
+            "--desired-count", "3", "--launch-type", "FARGATE", "--network-configuration", NETWORK)
+    dev.ecs("wait", "services-stable", "--cluster", cluster, "--services", "api", timeout=300)
+    arns = dev.ecs("list-tasks", "--cluster", cluster, "--service-name", "api").json["taskArns"]
+    tasks = dev.describe(cluster, arns)
+    dev.tracker.add(tasks)
+    assert len(tasks) == 3
+    ips = [address(t) for t in tasks]
+    assert len(set(ips)) == 3
+    for ip in ips:
+        assert get_eventually(f"http://{ip}:8000/env") == "production"
+
+    def container(task, name):
+        for i in containers_of(task["taskArn"]):
+            if Docker.inspect(i)["Config"]["Labels"][LABEL_CONTAINER_NAME] == name:
+                return i
+        raise AssertionError(f"no container {name} in {task['taskArn']}")
+
+    first = container(tasks[0], "next-api")
+    # Task to task, by address.
+    for ip in ips[1:]:
+        out = Docker.run("exec", first, "wget", "-qO-", f"http://{ip}:8000/").stdout.strip()
+        assert out == "next-api"
+    # Container to container inside one task, on localhost.
+    assert Docker.run("exec", first, "wget", "-qO-", "http://127.0.0.1:9000/").stdout.strip() == "v2"
+
+    dev.ecs("delete-service", "--cluster", cluster, "--service", "api", "--force")
+    dev.ecs("wait", "services-inactive", "--cluster", cluster, "--services", "api", timeout=300)
+    dev.ecs("wait", "tasks-stopped", "--cluster", cluster, "--tasks", *arns, timeout=300)
+    for t in dev.describe(cluster, arns):
+        assert_nothing_left(t)
+
+
+def test_a_container_over_the_task_memory_is_oom_killed(dev):
+    cluster = dev.cluster()
+    family = unique("memhog")
+    td = platform_task(family, image="berth-test/memhog:latest")
+    td["containerDefinitions"][0]["portMappings"] = []
+    dev.register(td)
+    out = dev.ecs("run-task", "--cluster", cluster, "--task-definition", family, "--launch-type", "FARGATE",
+                  "--network-configuration", NETWORK).json
+    [task] = out["tasks"]
+    dev.tracker.add([task])
+    dev.ecs("wait", "tasks-stopped", "--cluster", cluster, "--tasks", task["taskArn"], timeout=180)
+    [stopped] = dev.describe(cluster, [task["taskArn"]])
+    [c] = stopped["containers"]
+    assert c["reason"].startswith("OutOfMemoryError"), (c, dev.logs())
+    assert c["exitCode"] == 137
+    assert stopped["stopCode"] == "EssentialContainerExited"
+    assert_nothing_left(stopped)
+
+
+def test_an_invalid_cpu_memory_pair_is_refused(dev):
+    td = platform_task(unique("too-much"))
+    td["memory"] = "4096"
+    path = dev.root / "invalid.json"
+    path.write_text(json.dumps(td))
+    res = dev.ecs("register-task-definition", "--cli-input-json", f"file://{path}", check=False)
+    assert res.returncode != 0
+    assert "ClientException" in res.stderr
+    assert "No Fargate configuration exists for given values." in res.stderr
