@@ -62,24 +62,11 @@ async fn process(
         .unwrap_or("");
     // CloudWatch Logs shares the endpoint (container logs, `berth logs`).
     if let Some(operation) = target.strip_prefix(crate::logs::TARGET_PREFIX) {
-        let limit = crate::logs::MAX_BODY_BYTES;
-        let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
-            EcsError::new(
-                ErrorCode::RequestEntityTooLargeException,
-                format!("Request body must be at most {limit} bytes."),
-            )
-        })?;
+        let body = read_body(body, crate::logs::MAX_BODY_BYTES).await?;
         return crate::logs::dispatch(logs, operation, &body).await;
     }
     if let Some(operation) = target.strip_prefix(crate::operator::OPERATOR_TARGET_PREFIX) {
-        let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|_| {
-                EcsError::new(
-                    ErrorCode::RequestEntityTooLargeException,
-                    format!("Request body must be at most {MAX_BODY_BYTES} bytes."),
-                )
-            })?;
+        let body = read_body(body, MAX_BODY_BYTES).await?;
         let ctx = Ctx::new(api, region_from_authorization(headers));
         return crate::operator::dispatch(api, &ctx, operation, &body).await;
     }
@@ -96,20 +83,23 @@ async fn process(
                 },
             )
         })?;
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            EcsError::new(
-                ErrorCode::RequestEntityTooLargeException,
-                format!("Request body must be at most {MAX_BODY_BYTES} bytes."),
-            )
-        })?;
+    let body = read_body(body, MAX_BODY_BYTES).await?;
     let mut ctx = Ctx::new(api, region_from_authorization(headers));
     ctx.host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     crate::api::dispatch(api, &ctx, operation, &body).await
+}
+
+/// The whole request body, refused past `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, EcsError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        EcsError::new(
+            ErrorCode::RequestEntityTooLargeException,
+            format!("Request body must be at most {limit} bytes."),
+        )
+    })
 }
 
 /// The region of the SigV4 credential scope
