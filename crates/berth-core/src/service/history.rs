@@ -255,14 +255,18 @@ impl ServiceState {
         }
     }
 
+    /// The service deployment in progress that deployment `deployment_id`
+    /// carries out (rolling out, or rolling back).
+    fn ongoing_driven_by(&mut self, deployment_id: &str) -> Option<&mut ServiceDeploymentRecord> {
+        self.history
+            .iter_mut()
+            .find(|h| h.is_ongoing() && h.driven_by() == deployment_id)
+    }
+
     /// Deployment `deployment_id` completed: so did the service deployment
     /// it was rolling out, or rolling back.
     pub(crate) fn service_deployment_completed(&mut self, deployment_id: &str, now: i64) {
-        let Some(h) = self
-            .history
-            .iter_mut()
-            .find(|h| h.is_ongoing() && h.driven_by() == deployment_id)
-        else {
+        let Some(h) = self.ongoing_driven_by(deployment_id) else {
             return;
         };
         if h.status == ServiceDeploymentStatus::RollbackInProgress {
@@ -293,11 +297,7 @@ impl ServiceState {
             .iter()
             .find(|d| d.id == deployment_id)
             .map_or(0, |d| d.failed_tasks);
-        let Some(h) = self
-            .history
-            .iter_mut()
-            .find(|h| h.is_ongoing() && h.driven_by() == deployment_id)
-        else {
+        let Some(h) = self.ongoing_driven_by(deployment_id) else {
             return;
         };
         if h.status == ServiceDeploymentStatus::RollbackInProgress {
