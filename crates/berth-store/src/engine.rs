@@ -11,10 +11,45 @@ use crate::{Compare, Event, EventKind, KeyValue, Op, Revision, Txn, TxnResponse}
 /// The events of one revision, in the order the transaction produced them.
 pub(crate) type RevisionEvents = (Revision, Vec<Event>);
 
+/// What the replica keeps of one key: everything but the key, which is the
+/// map's (a large key space holds each key once).
+#[derive(Debug, Clone)]
+struct Slot {
+    value: Arc<[u8]>,
+    create_revision: Revision,
+    mod_revision: Revision,
+    version: i64,
+}
+
+impl Slot {
+    fn of(kv: &KeyValue, keep_value: bool) -> Self {
+        Self {
+            value: if keep_value {
+                Arc::clone(&kv.value)
+            } else {
+                no_value()
+            },
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+        }
+    }
+
+    fn key_value(&self, key: &str) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Arc::clone(&self.value),
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+        }
+    }
+}
+
 /// The committed key space and the revision it is at.
 #[derive(Debug)]
 pub(crate) struct Replica {
-    keys: BTreeMap<String, KeyValue>,
+    keys: BTreeMap<Box<str>, Slot>,
     revision: Revision,
     /// Whether values are kept. A backend that serves reads from its own
     /// durable copy keeps only what transactions compare on, so the values
@@ -34,10 +69,16 @@ impl Default for Replica {
 
 impl Replica {
     /// A replica of revisions and versions only, for a backend that reads
-    /// values from durable storage; `keys` must hold no values either.
-    pub(crate) fn metadata_only(keys: BTreeMap<String, KeyValue>, revision: Revision) -> Self {
+    /// values from durable storage; the values of `keys` are dropped.
+    pub(crate) fn metadata_only(
+        keys: impl IntoIterator<Item = KeyValue>,
+        revision: Revision,
+    ) -> Self {
         Self {
-            keys,
+            keys: keys
+                .into_iter()
+                .map(|kv| (Box::from(kv.key.as_str()), Slot::of(&kv, false)))
+                .collect(),
             revision,
             values: false,
         }
@@ -49,7 +90,9 @@ impl Replica {
 
     pub(crate) fn get(&self, key: &str) -> Option<KeyValue> {
         debug_assert!(self.values, "a metadata-only replica has no values to read");
-        self.keys.get(key).cloned()
+        self.keys
+            .get_key_value(key)
+            .map(|(key, slot)| slot.key_value(key))
     }
 
     pub(crate) fn range(&self, prefix: &str) -> Vec<KeyValue> {
@@ -60,7 +103,7 @@ impl Replica {
                 std::ops::Bound::Unbounded,
             ))
             .take_while(|(key, _)| key.starts_with(prefix))
-            .map(|(_, kv)| kv.clone())
+            .map(|(key, slot)| slot.key_value(key))
             .collect()
     }
 
@@ -73,14 +116,16 @@ impl Replica {
             for event in events {
                 match event.kind {
                     EventKind::Put => {
-                        let mut kv = event.kv.clone();
-                        if !self.values {
-                            kv.value = no_value();
+                        let slot = Slot::of(&event.kv, self.values);
+                        match self.keys.get_mut(event.kv.key.as_str()) {
+                            Some(held) => *held = slot,
+                            None => {
+                                self.keys.insert(Box::from(event.kv.key.as_str()), slot);
+                            }
                         }
-                        self.keys.insert(kv.key.clone(), kv);
                     }
                     EventKind::Delete => {
-                        self.keys.remove(&event.kv.key);
+                        self.keys.remove(event.kv.key.as_str());
                     }
                 }
             }
@@ -94,7 +139,7 @@ impl Replica {
 pub(crate) struct Batch<'a> {
     base: &'a Replica,
     /// Keys written by earlier transactions of the batch; `None` is a deletion.
-    overlay: HashMap<String, Option<KeyValue>>,
+    overlay: HashMap<String, Option<Slot>>,
     revision: Revision,
     revisions: Vec<RevisionEvents>,
 }
@@ -109,7 +154,7 @@ impl<'a> Batch<'a> {
         }
     }
 
-    fn lookup(&self, key: &str) -> Option<&KeyValue> {
+    fn lookup(&self, key: &str) -> Option<&Slot> {
         match self.overlay.get(key) {
             Some(entry) => entry.as_ref(),
             None => self.base.keys.get(key),
@@ -152,7 +197,7 @@ impl<'a> Batch<'a> {
                         mod_revision: next,
                         version,
                     };
-                    self.overlay.insert(key.clone(), Some(kv.clone()));
+                    self.overlay.insert(key.clone(), Some(Slot::of(&kv, true)));
                     events.push(Event {
                         kind: EventKind::Put,
                         kv,

@@ -11,7 +11,6 @@
 //! events and answers the callers. A change log table keeps recent revisions
 //! so that watches can start in the past; it is compacted as it grows.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -780,7 +779,7 @@ fn load(conn: &Connection) -> Result<(Replica, Revision)> {
             })
         })
         .map_err(backend("load keys"))?;
-    let mut keys = BTreeMap::new();
+    let mut keys = Vec::new();
     for row in rows {
         let kv = row.map_err(backend("load keys"))?;
         if kv.mod_revision > revision {
@@ -789,7 +788,7 @@ fn load(conn: &Connection) -> Result<(Replica, Revision)> {
                 kv.key, kv.mod_revision
             )));
         }
-        keys.insert(kv.key.clone(), kv);
+        keys.push(kv);
     }
     Ok((Replica::metadata_only(keys, revision), compacted))
 }
