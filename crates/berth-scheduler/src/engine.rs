@@ -20,6 +20,7 @@
 //! [`crate::placer::Placer`] keeps those indexes across calls.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -53,7 +54,9 @@ pub struct Instance {
     pub remaining_gpu: u32,
     pub used_tcp_ports: BTreeSet<u16>,
     pub used_udp_ports: BTreeSet<u16>,
-    pub attributes: BTreeMap<String, String>,
+    /// Shared strings: thousands of hosts carry the same names and most of
+    /// the same values.
+    pub attributes: BTreeMap<Arc<str>, Arc<str>>,
     /// Tasks per task group (`family:x`, `service:y`) on this instance.
     pub group_counts: BTreeMap<String, u32>,
     pub running_tasks_count: u64,
@@ -81,7 +84,7 @@ impl Instance {
     }
 
     /// Builder helper: sets an attribute.
-    pub fn with_attribute(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+    pub fn with_attribute(mut self, k: impl Into<Arc<str>>, v: impl Into<Arc<str>>) -> Self {
         self.attributes.insert(k.into(), v.into());
         self
     }
@@ -89,7 +92,7 @@ impl Instance {
 
 impl InstanceView for Instance {
     fn attribute(&self, name: &str) -> Option<&str> {
-        self.attributes.get(name).map(String::as_str)
+        self.attributes.get(name).map(|v| &**v)
     }
     fn agent_connected(&self) -> bool {
         self.agent_connected
@@ -350,7 +353,7 @@ fn check_resources(inst: &Instance, req: &Request) -> Result<(), Reason> {
     if req
         .required_attributes
         .iter()
-        .any(|a| !inst.attributes.contains_key(a))
+        .any(|a| !inst.attributes.contains_key(a.as_str()))
     {
         return Err(Reason::Attribute);
     }

@@ -182,7 +182,7 @@ fn golden_failures_name_the_closest_instance() {
                 r.required_attributes = vec!["ecs.capability.task-eni".into()];
                 r.cpu = 8192;
                 i[2].attributes
-                    .insert("ecs.capability.task-eni".into(), String::new());
+                    .insert("ecs.capability.task-eni".into(), "".into());
             },
             "RESOURCE:CPU",
             Some("large"),
@@ -358,8 +358,10 @@ fn stale_and_evicted_views_are_rebuilt() {
             placer.update(&format!("h{}", k % 40), |i| {
                 i.remaining_cpu = ((k + round) * 7919 % 1000) as i64 + 20;
                 if k % 11 == 0 {
-                    i.attributes
-                        .insert("ecs.availability-zone".into(), format!("az{}", k % 4));
+                    i.attributes.insert(
+                        "ecs.availability-zone".into(),
+                        format!("az{}", k % 4).into(),
+                    );
                 }
             });
         }
@@ -421,13 +423,13 @@ fn arb_instance() -> impl PStrategy<Value = Instance> {
                 let mut x = Instance::new(format!("i{id}"), cpu, mem);
                 if let Some(z) = zone {
                     x.attributes
-                        .insert("ecs.availability-zone".into(), format!("az{z}"));
+                        .insert("ecs.availability-zone".into(), format!("az{z}").into());
                 }
                 x.attributes
                     .insert("stack".into(), if prod { "prod" } else { "dev" }.into());
                 if eni {
                     x.attributes
-                        .insert("ecs.capability.task-eni".into(), String::new());
+                        .insert("ecs.capability.task-eni".into(), "".into());
                 }
                 x.remaining_gpu = gpu;
                 x.used_tcp_ports = tcp;
@@ -536,7 +538,7 @@ impl Edit {
             Edit::Agent(c) => x.agent_connected = *c,
             Edit::Zone(Some(z)) => {
                 x.attributes
-                    .insert("ecs.availability-zone".into(), format!("az{z}"));
+                    .insert("ecs.availability-zone".into(), format!("az{z}").into());
             }
             Edit::Zone(None) => {
                 x.attributes.remove("ecs.availability-zone");
