@@ -15,24 +15,30 @@ use crate::state::{TaskRecord, guard};
 pub const STOPPED_TASK_RETENTION: Duration = Duration::from_secs(3600);
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Whether a task has been STOPPED for longer than `retention` at `now`.
-pub fn expired(record: &TaskRecord, now: Timestamp, retention: Duration) -> bool {
+/// Whether a task has been STOPPED (`stopped`, at `stopped_at`) for longer
+/// than `retention` at `now`.
+fn expired(
+    stopped: bool,
+    stopped_at: Option<Timestamp>,
+    now: Timestamp,
+    retention: Duration,
+) -> bool {
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-    lifecycle::is_stopped(&record.task)
-        && record
-            .task
-            .stopped_at
-            .is_some_and(|at| now.millis().saturating_sub(at.millis()) > retention_ms)
+    stopped && stopped_at.is_some_and(|at| now.millis().saturating_sub(at.millis()) > retention_ms)
 }
 
 /// Deletes expired tasks once; returns how many went.
 pub async fn sweep_expired_tasks(api: &Api, now: Timestamp, retention: Duration) -> usize {
     let mut removed = 0;
-    for key in api.cache.keys_of::<TaskRecord>() {
+    let candidates = api.cache.select_tasks("ecs/", |key, task| {
+        expired(task.is_stopped(), task.stopped_at, now, retention).then(|| key.to_string())
+    });
+    for key in candidates {
         let Some(found) = api.cache.get::<TaskRecord>(&key) else {
             continue;
         };
-        if !expired(&found.value, now, retention) {
+        let task = &found.value.task;
+        if !expired(lifecycle::is_stopped(task), task.stopped_at, now, retention) {
             continue;
         }
         // Guarded, so a task that changed meanwhile is left for next time.

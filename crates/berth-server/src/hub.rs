@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::api::{Api, Ctx, clusters, container_instances, tasks};
 use crate::protocol::region_from_authorization;
-use crate::state::{TaskRecord, Write, kind_of};
+use crate::state::{TaskHeader, TaskRecord, Write, kind_of};
 
 /// How often each side probes the other.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -37,8 +37,10 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(35);
 /// How often the full manifest is sent, and unacknowledged payloads resent.
 const MANIFEST_INTERVAL: Duration = Duration::from_secs(30);
 const RESEND_AFTER: Duration = Duration::from_secs(10);
-/// Per-socket read buffer for an agent's frames (acks, heartbeats, health).
-const AGENT_READ_BUFFER: usize = 4 * 1024;
+/// Per-socket read buffer for an agent's frames (acks, heartbeats, health:
+/// a few hundred bytes; a larger frame takes more reads). Held by every
+/// idle session, so small.
+const AGENT_READ_BUFFER: usize = 1024;
 /// The largest frame an agent may send.
 const AGENT_MAX_FRAME: usize = 4 * 1024 * 1024;
 
@@ -204,8 +206,9 @@ struct Session {
     cluster: String,
     instance_id: String,
     instance_key: String,
-    /// The desired version last pushed for each task.
-    sent: HashMap<String, i64>,
+    /// The desired version last pushed for each task not yet stopped, by
+    /// task key (shared with the cache).
+    sent: HashMap<Arc<str>, i64>,
     unacked: BTreeMap<i64, (Instant, Payload)>,
     seq: i64,
     timeline: i64,
@@ -217,25 +220,28 @@ enum Next {
 }
 
 impl Session {
+    /// Runs the session. Every handler's future is boxed while it runs: a
+    /// session lives as long as its agent, and inline they would make each
+    /// of thousands of idle sessions as large as the largest of them.
     async fn run(mut self, mut socket: WebSocket) {
         let api = Arc::clone(&self.api);
         let hub = &api.hub;
         let (session, mut routed) = hub.claim(&self.instance_key, &self.instance_id);
         let mut shutdown = hub.shutdown.subscribe();
-        if let Err(err) = self.set_connected(true).await {
+        if let Err(err) = Box::pin(self.set_connected(true)).await {
             tracing::warn!(instance = %self.instance_key, %err, "cannot mark agent connected");
         }
         tracing::info!(instance = %self.instance_id, cluster = %self.cluster, "agent connected");
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
         let mut manifest = tokio::time::interval(MANIFEST_INTERVAL);
         let mut last_heard = Instant::now();
-        let mut ok = self.push_all(&mut socket).await;
+        let mut ok = Box::pin(self.push_all(&mut socket)).await;
         while ok {
             let next = tokio::select! {
                 frame = socket.recv() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         last_heard = Instant::now();
-                        self.on_frame(&mut socket, text.as_str()).await
+                        Box::pin(self.on_frame(&mut socket, text.as_str())).await
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {
                         last_heard = Instant::now();
@@ -244,9 +250,9 @@ impl Session {
                     _ => Next::End,
                 },
                 route = routed.recv() => match route {
-                    Some(Route::Tasks(keys)) => self.on_change(&mut socket, &keys).await,
+                    Some(Route::Tasks(keys)) => Box::pin(self.on_change(&mut socket, &keys)).await,
                     Some(Route::Resync) => {
-                        if self.push_all(&mut socket).await { Next::Continue } else { Next::End }
+                        if Box::pin(self.push_all(&mut socket)).await { Next::Continue } else { Next::End }
                     }
                     None => Next::End,
                 },
@@ -255,11 +261,13 @@ impl Session {
                         Next::End
                     } else {
                         let frame = ServerMessage::Heartbeat { message_id: uuid::Uuid::new_v4().to_string() };
-                        if send(&mut socket, &frame).await { Next::Continue } else { Next::End }
+                        if Box::pin(send(&mut socket, &frame)).await { Next::Continue } else { Next::End }
                     }
                 }
                 _ = manifest.tick() => {
-                    if self.send_manifest(&mut socket).await && self.resend(&mut socket).await {
+                    if Box::pin(self.send_manifest(&mut socket)).await
+                        && Box::pin(self.resend(&mut socket)).await
+                    {
                         Next::Continue
                     } else {
                         Next::End
@@ -274,7 +282,7 @@ impl Session {
         }
         let _ = socket.send(Message::Close(None)).await;
         if hub.release(&self.instance_key, &self.instance_id, session) {
-            if let Err(err) = self.set_connected(false).await {
+            if let Err(err) = Box::pin(self.set_connected(false)).await {
                 tracing::warn!(instance = %self.instance_key, %err, "cannot mark agent disconnected");
             }
             tracing::info!(instance = %self.instance_id, "agent disconnected");
@@ -365,32 +373,47 @@ impl Session {
         .map(|_| ())
     }
 
-    fn mine(&self, record: &TaskRecord) -> bool {
-        record.instance_id.as_deref() == Some(self.instance_id.as_str())
+    fn mine(&self, task: &TaskHeader) -> bool {
+        task.instance_id.as_deref() == Some(self.instance_id.as_str())
     }
 
-    /// Tasks of this instance whose desired state the agent has not been sent.
-    fn due(&self, record: &TaskRecord) -> bool {
-        self.mine(record)
-            && !lifecycle::is_stopped(&record.task)
-            && self
-                .sent
-                .get(&record.spec.task_arn)
-                .is_none_or(|v| *v < record.spec.desired_version)
+    /// Tasks of this instance whose desired state the agent has not been
+    /// sent; `key` is the task's.
+    fn due(&self, key: &str, task: &TaskHeader) -> bool {
+        self.mine(task)
+            && !task.is_stopped()
+            && self.sent.get(key).is_none_or(|v| *v < task.desired_version)
+    }
+
+    /// What the agent runs of each due task, by key (the only place tasks
+    /// are read whole).
+    fn specs(&self, due: Vec<Arc<str>>) -> Vec<(Arc<str>, TaskSpec)> {
+        due.into_iter()
+            .filter_map(|key| {
+                let spec = self
+                    .api
+                    .cache
+                    .peek::<TaskRecord, _>(&key, |r| r.spec.clone())?;
+                Some((key, spec))
+            })
+            .collect()
     }
 
     async fn on_change(&mut self, socket: &mut WebSocket, keys: &[String]) -> Next {
-        let specs: Vec<TaskSpec> = keys
-            .iter()
-            .filter_map(|k| {
-                self.api
-                    .cache
-                    .peek::<TaskRecord, _>(k, |record| {
-                        self.due(record).then(|| record.spec.clone())
-                    })
-                    .flatten()
-            })
-            .collect();
+        let mut due = Vec::new();
+        for key in keys {
+            let seen = self.api.cache.peek_task(key, |shared, t| {
+                (Arc::clone(shared), t.is_stopped(), self.due(key, t))
+            });
+            match seen {
+                Some((_, true, _)) | None => {
+                    self.sent.remove(key.as_str());
+                }
+                Some((shared, false, true)) => due.push(shared),
+                Some((_, false, false)) => {}
+            }
+        }
+        let specs = self.specs(due);
         if self.push(socket, specs).await {
             Next::Continue
         } else {
@@ -399,22 +422,24 @@ impl Session {
     }
 
     async fn push_all(&mut self, socket: &mut WebSocket) -> bool {
-        let specs: Vec<TaskSpec> = self
+        let due = self
             .api
             .cache
-            .select_instance_tasks(&self.instance_id, |_, record| {
-                self.due(record).then(|| record.spec.clone())
+            .select_instance_tasks(&self.instance_id, |key, task| {
+                self.due(key, task).then(|| Arc::clone(key))
             });
+        let specs = self.specs(due);
         self.push(socket, specs).await && self.send_manifest(socket).await
     }
 
-    async fn push(&mut self, socket: &mut WebSocket, specs: Vec<TaskSpec>) -> bool {
-        if specs.is_empty() {
+    async fn push(&mut self, socket: &mut WebSocket, due: Vec<(Arc<str>, TaskSpec)>) -> bool {
+        if due.is_empty() {
             return true;
         }
-        for spec in &specs {
-            self.sent
-                .insert(spec.task_arn.clone(), spec.desired_version);
+        let mut specs = Vec::with_capacity(due.len());
+        for (key, spec) in due {
+            self.sent.insert(key, spec.desired_version);
+            specs.push(spec);
         }
         self.seq += 1;
         let payload = Payload {
@@ -444,10 +469,10 @@ impl Session {
         let entries = self
             .api
             .cache
-            .select_instance_tasks(&self.instance_id, |_, record| {
-                (self.mine(record) && !lifecycle::is_stopped(&record.task)).then(|| ManifestEntry {
-                    task_arn: record.spec.task_arn.clone(),
-                    desired_status: record.spec.desired_status,
+            .select_instance_tasks(&self.instance_id, |key, task| {
+                (self.mine(task) && !task.is_stopped()).then(|| ManifestEntry {
+                    task_arn: task.task_arn(key),
+                    desired_status: task.agent_desired_status,
                 })
             });
         send(
@@ -484,10 +509,13 @@ pub fn start_router(api: Arc<Api>) {
                     for key in keys.iter().filter(|k| kind_of(k) == Some("task")) {
                         let instance = api
                             .cache
-                            .peek::<TaskRecord, _>(key, |r| r.instance_id.clone())
+                            .peek_task(key, |_, t| t.instance_id.clone())
                             .flatten();
                         if let Some(instance) = instance {
-                            routed.entry(instance).or_default().push(key.clone());
+                            routed
+                                .entry(instance.to_string())
+                                .or_default()
+                                .push(key.clone());
                         }
                     }
                     for (instance, keys) in routed {

@@ -23,7 +23,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Api, Ctx, clusters, failure, tasks};
-use crate::state::{TaskRecord, prefix};
+use crate::state::prefix;
 
 /// The `X-Amz-Target` prefix of operator calls (with the dot).
 pub const OPERATOR_TARGET_PREFIX: &str = "BerthOperator_20261125.";
@@ -157,13 +157,11 @@ pub fn spawn_chaos(api: Arc<Api>, per_task_hour: f64) -> tokio::task::JoinHandle
         let mut tick = tokio::time::interval(CHAOS_TICK);
         loop {
             tick.tick().await;
-            let running = api.cache.select::<TaskRecord, _>("ecs/", |_, r| {
-                let t = &r.task;
-                (t.capacity_provider_name.as_deref() == Some(SPOT)
+            let running = api.cache.select_tasks("ecs/", |key, t| {
+                (t.capacity_provider.as_deref() == Some(SPOT)
                     && t.last_status.as_deref() == Some(lifecycle::RUNNING)
                     && t.desired_status.as_deref() == Some(lifecycle::RUNNING))
-                .then(|| t.task_arn.clone())
-                .flatten()
+                .then(|| t.task_arn(key))
             });
             let chosen: Vec<String> = {
                 let mut rng = rand::rng();

@@ -24,9 +24,10 @@ use berth_store::Txn;
 use berth_types::{ContainerInstance, EcsError, Failure, Resource, Task, Timestamp};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::intern::Interner;
 use crate::state::{
-    Cache, ClientTokenRecord, MAX_CAS_ATTEMPTS, Reservation, TaskRecord, Versioned, Writer,
-    contention, encode, guard,
+    Cache, ClientTokenRecord, MAX_CAS_ATTEMPTS, Reservation, Shared, TaskHeader, TaskRecord,
+    Versioned, Writer, contention, encode, guard,
 };
 
 /// Most launches one batch carries; bounds the transaction's size.
@@ -237,12 +238,15 @@ struct LaneState {
     instance_prefix: String,
     task_prefix: String,
     placer: Placer,
-    /// Instance id → its record as the snapshot last saw it.
-    records: HashMap<String, (String, Versioned<ContainerInstance>)>,
-    /// Unreleased task key → (instance id, group).
-    tasks: HashMap<String, (String, String)>,
+    /// Instance id → its record as the snapshot last saw it, shared with
+    /// the cache.
+    records: HashMap<String, (String, Versioned<Shared<ContainerInstance>>)>,
+    /// Unreleased task key (shared with the cache) → what it holds.
+    tasks: HashMap<Arc<str>, Held>,
     /// Instance id → tasks per group.
-    groups: HashMap<String, BTreeMap<String, u32>>,
+    groups: HashMap<Arc<str>, BTreeMap<Arc<str>, u32>>,
+    /// The instances' attribute names and values.
+    strings: Interner,
 }
 
 impl LaneState {
@@ -255,6 +259,7 @@ impl LaneState {
             records: HashMap::new(),
             tasks: HashMap::new(),
             groups: HashMap::new(),
+            strings: Interner::default(),
         };
         state.reload();
         state
@@ -265,26 +270,24 @@ impl LaneState {
         self.records.clear();
         self.tasks.clear();
         self.groups.clear();
-        let live = self
-            .cache
-            .select::<TaskRecord, _>(&self.task_prefix, |key, record| {
-                holder(record).map(|held| (key.to_owned(), held))
-            });
+        let live = self.cache.select_tasks(&self.task_prefix, |key, task| {
+            holder(task).map(|held| (Arc::clone(key), held))
+        });
         for (key, held) in live {
             self.count(&held, 1);
             self.tasks.insert(key, held);
         }
-        for (key, record) in self.cache.list::<ContainerInstance>(&self.instance_prefix) {
-            let id = key[self.instance_prefix.len()..].to_owned();
-            self.placer
-                .upsert(snapshot_instance(&id, &record.value, self.groups.get(&id)));
-            self.records.insert(id, (key, record));
-        }
+        let ids = self
+            .cache
+            .select::<ContainerInstance, _>(&self.instance_prefix, |key, _| {
+                Some(key[self.instance_prefix.len()..].to_owned())
+            });
+        self.resync(&ids);
     }
 
-    fn count(&mut self, (instance, group): &(String, String), delta: i32) {
-        let groups = self.groups.entry(instance.clone()).or_default();
-        let n = groups.entry(group.clone()).or_default();
+    fn count(&mut self, (instance, group): &Held, delta: i32) {
+        let groups = self.groups.entry(Arc::clone(instance)).or_default();
+        let n = groups.entry(Arc::clone(group)).or_default();
         *n = n.saturating_add_signed(delta);
         if *n == 0 {
             groups.remove(group);
@@ -296,20 +299,25 @@ impl LaneState {
         let mut instances = HashSet::new();
         for key in keys {
             if key.starts_with(&self.task_prefix) {
-                let now = self.cache.peek::<TaskRecord, _>(key, holder).flatten();
-                let before = self.tasks.get(key).cloned();
-                if now == before {
+                let now = self
+                    .cache
+                    .peek_task(key, |shared, task| {
+                        Some((Arc::clone(shared), holder(task)?))
+                    })
+                    .flatten();
+                let before = self.tasks.get(key.as_str()).cloned();
+                if now.as_ref().map(|(_, held)| held) == before.as_ref() {
                     continue;
                 }
                 if let Some(held) = before {
                     self.count(&held, -1);
-                    instances.insert(held.0.clone());
-                    self.tasks.remove(key);
+                    instances.insert(held.0.to_string());
+                    self.tasks.remove(key.as_str());
                 }
-                if let Some(held) = now {
+                if let Some((shared, held)) = now {
                     self.count(&held, 1);
-                    instances.insert(held.0.clone());
-                    self.tasks.insert(key.clone(), held);
+                    instances.insert(held.0.to_string());
+                    self.tasks.insert(shared, held);
                 }
             } else if let Some(id) = key.strip_prefix(&self.instance_prefix) {
                 instances.insert(id.to_owned());
@@ -323,10 +331,14 @@ impl LaneState {
     fn resync(&mut self, ids: &[String]) {
         for id in ids {
             let key = format!("{}{id}", self.instance_prefix);
-            match self.cache.get::<ContainerInstance>(&key) {
+            match self.cache.get_shared::<ContainerInstance>(&key) {
                 Some(record) => {
-                    self.placer
-                        .upsert(snapshot_instance(id, &record.value, self.groups.get(id)));
+                    self.placer.upsert(snapshot_instance(
+                        id,
+                        &record.value,
+                        self.groups.get(id.as_str()),
+                        &mut self.strings,
+                    ));
                     self.records.insert(id.clone(), (key, record));
                 }
                 None => {
@@ -395,7 +407,7 @@ impl LaneState {
                 };
                 let instance = touched
                     .entry(id.clone())
-                    .or_insert_with(|| seen.value.clone());
+                    .or_insert_with(|| (*seen.value).clone());
                 let address = if launch.needs_address {
                     let taken = addresses.entry(id.clone()).or_default();
                     match free_address(&self.cache, id, instance, taken) {
@@ -496,25 +508,19 @@ pub fn free_address(
         .value
         .clone()?;
     let mut used = taken.clone();
-    used.extend(cache.select_instance_tasks(id, |_, record| {
-        if record.released {
-            return None;
-        }
-        record
-            .spec
-            .network_interface
-            .as_ref()
-            .and_then(|eni| eni.ipv4_address.parse::<Ipv4Addr>().ok())
-    }));
+    used.extend(cache.select_instance_tasks(id, |_, task| task.address.filter(|_| !task.released)));
     berth_core::launch::free_address(&subnet, &used)
 }
 
+/// What an unreleased task holds: its place in a group on an instance.
+pub type Held = (Arc<str>, Arc<str>);
+
 /// The (instance id, group) an unreleased task holds, if it holds one.
-pub fn holder(record: &TaskRecord) -> Option<(String, String)> {
-    if record.released {
+pub fn holder(task: &TaskHeader) -> Option<Held> {
+    if task.released {
         return None;
     }
-    Some((record.instance_id.clone()?, record.task.group.clone()?))
+    Some((task.instance_id.clone()?, task.group.clone()?))
 }
 
 fn integer(resources: &[Resource], name: &str) -> i64 {
@@ -538,10 +544,15 @@ fn ports(resources: &[Resource], name: &str) -> std::collections::BTreeSet<u16> 
 pub fn snapshot_instance(
     id: &str,
     ci: &ContainerInstance,
-    groups: Option<&BTreeMap<String, u32>>,
+    groups: Option<&BTreeMap<Arc<str>, u32>>,
+    strings: &mut Interner,
 ) -> Instance {
     let remaining = ci.remaining_resources.as_deref().unwrap_or_default();
-    let groups = groups.cloned().unwrap_or_default();
+    let groups: BTreeMap<String, u32> = groups
+        .into_iter()
+        .flatten()
+        .map(|(group, n)| (group.to_string(), *n))
+        .collect();
     Instance {
         id: id.to_owned(),
         status: match ci.status.as_deref() {
@@ -565,7 +576,10 @@ pub fn snapshot_instance(
             .attributes
             .iter()
             .flatten()
-            .map(|a| (a.name.clone(), a.value.clone().unwrap_or_default()))
+            .map(|a| {
+                let value = a.value.as_deref().unwrap_or_default();
+                (strings.intern(&a.name), strings.intern(value))
+            })
             .collect(),
         running_tasks_count: u64::from(groups.values().sum::<u32>()),
         group_counts: groups,

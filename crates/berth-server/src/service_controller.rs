@@ -51,6 +51,7 @@ use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::{Api, Ctx, services, tasks};
+use crate::intern::Interner;
 use crate::placement;
 
 /// What one RunTask or StartTask call returned: tasks and failures.
@@ -139,12 +140,10 @@ impl TaskIndex {
     /// Indexes every task in the cache, keeping what is indexed already
     /// (a worker's fresh launches may not be in this read yet).
     fn add_all(&self, api: &Api) {
-        let found = api
-            .cache
-            .select::<crate::state::TaskRecord, _>("ecs/", |task_key, r| {
-                let service = service_key(task_key, service_of_group(r.task.group.as_deref())?)?;
-                Some((service, last_segment(task_key)))
-            });
+        let found = api.cache.select_tasks("ecs/", |task_key, task| {
+            let service = service_key(task_key, service_of_group(task.group.as_deref())?)?;
+            Some((service, last_segment(task_key)))
+        });
         let mut map = self.lock();
         for (service, id) in found {
             map.entry(service).or_default().insert(id);
@@ -273,12 +272,9 @@ impl Shared {
     /// Indexes a changed task under the service its group names, if the
     /// task is still there; that service's key.
     fn index_task(&self, task_key: &str) -> Option<String> {
-        let name = self
-            .api
-            .cache
-            .peek::<crate::state::TaskRecord, _>(task_key, |r| {
-                service_of_group(r.task.group.as_deref()).map(str::to_owned)
-            })??;
+        let name = self.api.cache.peek_task(task_key, |_, task| {
+            service_of_group(task.group.as_deref()).map(str::to_owned)
+        })??;
         let service = service_key(task_key, &name)?;
         self.tasks.add(&service, [last_segment(task_key)]);
         Some(service)
@@ -289,7 +285,7 @@ impl Shared {
         self.api
             .cache
             .select_instance_tasks(&last_segment(key), |task_key, r| {
-                service_key(task_key, service_of_group(r.task.group.as_deref())?)
+                service_key(task_key, service_of_group(r.group.as_deref())?)
             })
             .into_iter()
             .collect()
@@ -578,7 +574,12 @@ async fn reconcile(
                     .then(|| disconnected.get(k).copied().unwrap_or(now)),
                 availability_zone: attribute(ci, "ecs.availability-zone"),
                 daemon_eligible: daemon_constraints.is_empty() || {
-                    let instance = placement::snapshot_instance(last_segment(k).as_str(), ci, None);
+                    let instance = placement::snapshot_instance(
+                        last_segment(k).as_str(),
+                        ci,
+                        None,
+                        &mut Interner::default(),
+                    );
                     daemon_constraints.iter().all(|e| e.eval(&instance))
                 },
             }
@@ -813,16 +814,15 @@ async fn start_tasks(
 /// and weights.
 fn tasks_per_provider(api: &Api, ctx: &Ctx, cluster: &str, group: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
-    let providers = api.cache.select::<crate::state::TaskRecord, _>(
-        &tasks::cluster_tasks_prefix(ctx, cluster),
-        |_, r| {
-            (r.task.group.as_deref() == Some(group) && !lifecycle::is_stopped(&r.task))
-                .then(|| r.task.capacity_provider_name.clone())
-                .flatten()
-        },
-    );
+    let providers =
+        api.cache
+            .select_tasks(&tasks::cluster_tasks_prefix(ctx, cluster), |_, task| {
+                (task.group.as_deref() == Some(group) && !task.is_stopped())
+                    .then(|| task.capacity_provider.clone())
+                    .flatten()
+            });
     for provider in providers {
-        *counts.entry(provider).or_insert(0) += 1;
+        *counts.entry(provider.to_string()).or_insert(0) += 1;
     }
     counts
 }

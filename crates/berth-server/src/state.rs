@@ -8,21 +8,34 @@
 //! so with an etcd backend several servers would see each other's writes.
 //! A writer waits until the cache has applied its own revision before it
 //! answers, which gives read-your-writes.
+//!
+//! Tasks, by far the most numerous records, are held packed (see
+//! [`crate::packed`]) with a [`TaskHeader`] of the fields scans filter on:
+//! point reads decode them, scans read headers. Every other kind is held
+//! decoded ([`Resident`]), so it can be scanned and shared as it is.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock, Weak};
+use std::marker::PhantomData;
+use std::net::Ipv4Addr;
+use std::ops::{Bound, Deref};
+use std::sync::{Arc, RwLock};
 
+use berth_core::lifecycle;
 use berth_core::service::ServiceState;
 use berth_store::{Compare, Event, EventKind, Revision, Store, StoreError, Txn};
-use berth_types::agent::TaskSpec;
+use berth_types::agent::{DesiredStatus, TaskSpec};
 use berth_types::arn::Scope;
 use berth_types::{
-    CapacityProvider, Cluster, ContainerDefinition, ContainerInstance, EcsError, Service, Setting,
-    Tag, Task, TaskDefinition,
+    CapacityProvider, Cluster, ContainerInstance, EcsError, LaunchType, Service, Setting, Tag,
+    Task, TaskDefinition, Timestamp,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
+
+use crate::intern::Interner;
+use crate::packed::{Packed, Packer};
 
 /// A task definition revision and the tags it was registered with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,10 +105,10 @@ pub struct ServiceRecord {
     pub revisions: Vec<crate::api::service_deployments::RevisionRecord>,
 }
 
-/// A decoded value of the cache. Every variant is boxed: each record is
-/// its own `Arc` allocation of this enum's size, and an inline variant would
-/// make every small record (a task among 100,000) pay for the largest one.
-#[derive(Debug, Clone)]
+/// A value of the cache. Every variant is boxed: each record is its own
+/// `Arc` allocation of this enum's size, and an inline variant would make
+/// every small record pay for the largest one.
+#[derive(Debug)]
 pub enum Record {
     Cluster(Box<Cluster>),
     TaskDefinition(Box<TaskDefinitionRecord>),
@@ -103,7 +116,7 @@ pub enum Record {
     ContainerInstance(Box<ContainerInstance>),
     Setting(Box<Setting>),
     CapacityProvider(Box<CapacityProvider>),
-    Task(Box<TaskRecord>),
+    Task(Box<CachedTask>),
     ClientToken(Box<ClientTokenRecord>),
     Service(Box<ServiceRecord>),
 }
@@ -111,18 +124,28 @@ pub enum Record {
 /// A record type with its key kind.
 pub trait Stored: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     const KIND: &'static str;
-    fn into_record(self) -> Record;
-    fn from_record(record: &Record) -> Option<&Self>;
+    /// The value a cache record holds: borrowed when the cache keeps it
+    /// decoded, else decoded now.
+    fn read(record: &Record) -> Option<Cow<'_, Self>>;
 }
 
-macro_rules! stored {
+/// A kind the cache keeps decoded, so it can be scanned and shared without
+/// decoding anything.
+pub trait Resident: Stored {
+    fn borrow(record: &Record) -> Option<&Self>;
+}
+
+macro_rules! resident {
     ($($ty:ty => $variant:ident, $kind:literal;)+) => {
         $(impl Stored for $ty {
             const KIND: &'static str = $kind;
-            fn into_record(self) -> Record {
-                Record::$variant(Box::new(self))
+            fn read(record: &Record) -> Option<Cow<'_, Self>> {
+                Self::borrow(record).map(Cow::Borrowed)
             }
-            fn from_record(record: &Record) -> Option<&Self> {
+        }
+
+        impl Resident for $ty {
+            fn borrow(record: &Record) -> Option<&Self> {
                 match record {
                     Record::$variant(v) => Some(v.as_ref()),
                     _ => None,
@@ -130,10 +153,11 @@ macro_rules! stored {
             }
         })+
 
-        fn decode(kind: &str, value: &[u8]) -> Option<Result<Record, serde_json::Error>> {
+        fn decode_resident(kind: &str, value: &[u8]) -> Option<Result<Record, serde_json::Error>> {
             match kind {
                 $($kind => Some(
-                    serde_json::from_slice::<$ty>(value).map(|v| exact_capacity(v).into_record()),
+                    serde_json::from_slice::<$ty>(value)
+                        .map(|v| Record::$variant(Box::new(exact_capacity(v)))),
                 ),)+
                 _ => None,
             }
@@ -141,7 +165,7 @@ macro_rules! stored {
     };
 }
 
-stored! {
+resident! {
     Cluster => Cluster, "cluster";
     TaskDefinitionRecord => TaskDefinition, "taskdef";
     FamilyRecord => Family, "family";
@@ -150,7 +174,127 @@ stored! {
     CapacityProvider => CapacityProvider, "capacity-provider";
     ClientTokenRecord => ClientToken, "client-token";
     ServiceRecord => Service, "service";
-    TaskRecord => Task, "task";
+}
+
+impl Stored for TaskRecord {
+    const KIND: &'static str = "task";
+    fn read(record: &Record) -> Option<Cow<'_, Self>> {
+        match record {
+            Record::Task(task) => task.unpack().map(Cow::Owned),
+            _ => None,
+        }
+    }
+}
+
+/// What scans of tasks read: the fields they filter and group on, kept
+/// decoded beside the packed record. Strings that many tasks share are
+/// shared, and the task's ARN is its key's (see [`TaskHeader::task_arn`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskHeader {
+    /// The task's ARN when it is not the one its key names, which only a
+    /// record written by hand can make happen.
+    arn_unlike_key: Option<Box<str>>,
+    pub family: Arc<str>,
+    pub group: Option<Arc<str>>,
+    pub started_by: Option<Arc<str>>,
+    pub last_status: Option<Arc<str>>,
+    pub desired_status: Option<Arc<str>>,
+    pub launch_type: Option<LaunchType>,
+    pub capacity_provider: Option<Arc<str>>,
+    /// The container instance holding it: one of the cluster's (EC2,
+    /// EXTERNAL) or of the Fargate pool.
+    pub instance_id: Option<Arc<str>>,
+    /// Whether the task shows a `containerInstanceArn` (not on Fargate).
+    pub on_container_instance: bool,
+    /// Its own address (awsvpc).
+    pub address: Option<Ipv4Addr>,
+    pub stopped_at: Option<Timestamp>,
+    /// What its agent is told to do, and the version of that order.
+    pub agent_desired_status: DesiredStatus,
+    pub desired_version: i64,
+    pub released: bool,
+}
+
+impl TaskHeader {
+    fn of(key: &str, record: &TaskRecord, strings: &mut Interner) -> Self {
+        let task = &record.task;
+        let family = strings.intern(&record.spec.family);
+        let mut shared = |s: &Option<String>| s.as_deref().map(|s| strings.intern(s));
+        Self {
+            arn_unlike_key: (task_arn_of(key).as_deref() != Some(record.spec.task_arn.as_str()))
+                .then(|| record.spec.task_arn.as_str().into()),
+            family,
+            group: shared(&task.group),
+            started_by: shared(&task.started_by),
+            last_status: shared(&task.last_status),
+            desired_status: shared(&task.desired_status),
+            launch_type: task.launch_type,
+            capacity_provider: shared(&task.capacity_provider_name),
+            instance_id: shared(&record.instance_id),
+            on_container_instance: task.container_instance_arn.is_some(),
+            address: record
+                .spec
+                .network_interface
+                .as_ref()
+                .and_then(|eni| eni.ipv4_address.parse().ok()),
+            stopped_at: task.stopped_at,
+            agent_desired_status: record.spec.desired_status,
+            desired_version: record.spec.desired_version,
+            released: record.released,
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.last_status.as_deref() == Some(lifecycle::STOPPED)
+    }
+
+    /// The ARN of the task, whose key is `key`.
+    pub fn task_arn(&self, key: &str) -> String {
+        match &self.arn_unlike_key {
+            Some(arn) => arn.to_string(),
+            None => task_arn_of(key).unwrap_or_default(),
+        }
+    }
+}
+
+/// The ARN of the task whose key is `key`
+/// (`ecs/{region}/{account}/task/{cluster}/{id}`).
+pub fn task_arn_of(key: &str) -> Option<String> {
+    let mut parts = key.split('/');
+    let (_root, region, account, kind, cluster, id) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (kind == TaskRecord::KIND && parts.next().is_none())
+        .then(|| Scope::new(region, account).task(cluster, id))
+}
+
+/// A task as the cache holds it.
+#[derive(Debug)]
+pub struct CachedTask {
+    header: TaskHeader,
+    record: Packed,
+}
+
+impl CachedTask {
+    fn unpack(&self) -> Option<TaskRecord> {
+        let decoded = self
+            .record
+            .unpack()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
+        match decoded {
+            Ok(record) => Some(record),
+            Err(err) => {
+                tracing::error!(%err, "cannot read a cached task");
+                None
+            }
+        }
+    }
 }
 
 /// Key construction for one region and account.
@@ -176,91 +320,88 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Snapshot {
     revision: Revision,
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<Arc<str>, Entry>,
     /// Instance id → the keys of the tasks placed on it, so a host's view
     /// (the agent hub's manifests) never scans a whole cluster.
-    tasks_by_instance: HashMap<String, BTreeSet<String>>,
+    tasks_by_instance: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
     /// A cluster's task prefix → tasks per `lastStatus`, so cluster
     /// statistics never scan a cluster's tasks.
-    task_statuses: HashMap<String, HashMap<String, usize>>,
-    /// (task definition ARN, container name) → the container definition
-    /// the tasks of that revision share; see [`Snapshot::share_definitions`].
-    definitions: HashMap<(String, String), Weak<ContainerDefinition>>,
+    task_statuses: HashMap<String, HashMap<Arc<str>, usize>>,
+    /// One packer for all tasks: their records look alike across clusters.
+    tasks: Packer,
+    strings: Interner,
 }
 
-fn task_status(record: &Record) -> Option<&str> {
+fn task_header(record: &Record) -> Option<&TaskHeader> {
     match record {
-        Record::Task(task) => task.task.last_status.as_deref(),
-        _ => None,
-    }
-}
-
-fn task_instance(record: &Record) -> Option<&str> {
-    match record {
-        Record::Task(task) => task.instance_id.as_deref(),
+        Record::Task(task) => Some(&task.header),
         _ => None,
     }
 }
 
 impl Snapshot {
-    /// Decodes a stored value into a record, sharing its container
-    /// definitions with equal ones already held: every task carries its
-    /// definitions (what its agent runs), and without overrides all tasks of
-    /// a revision carry the same ones, which 100,000 tasks would otherwise
-    /// hold 100,000 copies of.
+    /// Decodes a stored value into a record; a task is checked whole, then
+    /// kept packed behind its header.
     fn decode(&mut self, key: &str, value: &[u8]) -> Option<Record> {
-        let mut record = decode_logged(key, value)?;
-        if let Record::Task(task) = &mut record {
-            for container in &mut task.spec.containers {
-                let slot = (
-                    task.spec.task_definition_arn.clone(),
-                    container.definition.name.clone().unwrap_or_default(),
-                );
-                match self.definitions.get(&slot).and_then(Weak::upgrade) {
-                    Some(held) if held == container.definition => container.definition = held,
-                    _ => {
-                        self.definitions
-                            .insert(slot, Arc::downgrade(&container.definition));
-                    }
-                }
+        let kind = kind_of(key)?;
+        let decoded = if kind == TaskRecord::KIND {
+            serde_json::from_slice::<TaskRecord>(value).map(|task| {
+                Record::Task(Box::new(CachedTask {
+                    header: TaskHeader::of(key, &task, &mut self.strings),
+                    record: self.tasks.pack(value),
+                }))
+            })
+        } else {
+            decode_resident(kind, value)?
+        };
+        match decoded {
+            Ok(record) => Some(record),
+            Err(err) => {
+                tracing::error!(%key, %err, "undecodable record in the store; ignoring it");
+                None
             }
         }
-        Some(record)
     }
 
     /// Puts (`Some`) or deletes (`None`) one entry, keeping the indexes.
-    fn set(&mut self, key: String, entry: Option<Entry>) {
-        let new_instance = entry
-            .as_ref()
-            .and_then(|e| task_instance(&e.record))
-            .map(str::to_owned);
-        if let Some(instance) = &new_instance {
-            self.tasks_by_instance
-                .entry(instance.clone())
-                .or_default()
-                .insert(key.clone());
-        }
+    fn set(&mut self, key: &str, entry: Option<Entry>) {
+        let key: Arc<str> = match self.entries.get_key_value(key) {
+            Some((held, _)) => Arc::clone(held),
+            None => Arc::from(key),
+        };
+        let new = entry.as_ref().and_then(|e| task_header(&e.record)).cloned();
         let prefix = key.rfind('/').map_or("", |end| &key[..=end]).to_owned();
-        if let Some(status) = entry.as_ref().and_then(|e| task_status(&e.record)) {
-            *self
-                .task_statuses
-                .entry(prefix.clone())
-                .or_default()
-                .entry(status.to_owned())
-                .or_default() += 1;
+        if let Some(new) = &new {
+            if let Some(instance) = &new.instance_id {
+                self.tasks_by_instance
+                    .entry(Arc::clone(instance))
+                    .or_default()
+                    .insert(Arc::clone(&key));
+            }
+            if let Some(status) = &new.last_status {
+                *self
+                    .task_statuses
+                    .entry(prefix.clone())
+                    .or_default()
+                    .entry(Arc::clone(status))
+                    .or_default() += 1;
+            }
         }
         let old = match entry {
-            Some(entry) => self.entries.insert(key.clone(), entry),
+            Some(entry) => self.entries.insert(Arc::clone(&key), entry),
             None => self.entries.remove(&key),
         };
-        if let Some(status) = old.as_ref().and_then(|e| task_status(&e.record))
+        let Some(old) = old.as_ref().and_then(|e| task_header(&e.record)) else {
+            return;
+        };
+        if let Some(status) = &old.last_status
             && let Some(counts) = self.task_statuses.get_mut(&prefix)
             && let Some(n) = counts.get_mut(status)
         {
             *n -= 1;
         }
-        if let Some(old_instance) = old.as_ref().and_then(|e| task_instance(&e.record))
-            && Some(old_instance) != new_instance.as_deref()
+        if let Some(old_instance) = &old.instance_id
+            && new.as_ref().and_then(|n| n.instance_id.as_ref()) != Some(old_instance)
             && let Some(keys) = self.tasks_by_instance.get_mut(old_instance)
         {
             keys.remove(&key);
@@ -277,6 +418,20 @@ impl Snapshot {
 pub struct Versioned<T> {
     pub mod_revision: Revision,
     pub value: T,
+}
+
+/// A resident record shared with the cache rather than copied out of it.
+#[derive(Debug, Clone)]
+pub struct Shared<T> {
+    record: Arc<Record>,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T: Resident> Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        T::borrow(&self.record).expect("a Shared is only made of a record of its kind")
+    }
 }
 
 /// The watch-fed, in-memory copy of everything under `ecs/`.
@@ -317,7 +472,7 @@ impl Cache {
                     mod_revision: kv.mod_revision,
                     record: Arc::new(record),
                 };
-                snapshot.set(kv.key, Some(entry));
+                snapshot.set(&kv.key, Some(entry));
             }
         }
         *self.snapshot.write().expect("cache lock poisoned") = snapshot;
@@ -368,10 +523,10 @@ impl Cache {
                             mod_revision: revision,
                             record: Arc::new(record),
                         };
-                        snapshot.set(event.kv.key, Some(entry));
+                        snapshot.set(&event.kv.key, Some(entry));
                     }
                 }
-                EventKind::Delete => snapshot.set(event.kv.key, None),
+                EventKind::Delete => snapshot.set(&event.kv.key, None),
             }
             snapshot.revision = snapshot.revision.max(revision);
         }
@@ -397,19 +552,51 @@ impl Cache {
         let _ = rx.wait_for(|applied| *applied >= revision).await;
     }
 
-    pub fn get<T: Stored>(&self, key: &str) -> Option<Versioned<T>> {
+    fn entry(&self, key: &str) -> Option<Entry> {
         let snapshot = self.snapshot.read().expect("cache lock poisoned");
-        let entry = snapshot.entries.get(key)?;
+        snapshot.entries.get(key).cloned()
+    }
+
+    pub fn get<T: Stored>(&self, key: &str) -> Option<Versioned<T>> {
+        // Decoding a packed record happens outside the lock.
+        let entry = self.entry(key)?;
+        let value = T::read(&entry.record)?.into_owned();
         Some(Versioned {
             mod_revision: entry.mod_revision,
-            value: T::from_record(&entry.record)?.clone(),
+            value,
         })
     }
 
-    /// Reads a record in place, without cloning it.
+    /// A resident record, shared with the cache instead of copied.
+    pub fn get_shared<T: Resident>(&self, key: &str) -> Option<Versioned<Shared<T>>> {
+        let entry = self.entry(key)?;
+        T::borrow(&entry.record)?;
+        Some(Versioned {
+            mod_revision: entry.mod_revision,
+            value: Shared {
+                record: entry.record,
+                kind: PhantomData,
+            },
+        })
+    }
+
+    /// Reads a record in place: without copying it when it is resident,
+    /// decoding it when it is packed.
     pub fn peek<T: Stored, R>(&self, key: &str, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let entry = self.entry(key)?;
+        Some(f(&*T::read(&entry.record)?))
+    }
+
+    /// Reads the header of the task at `key`, with the key shared as
+    /// below.
+    pub fn peek_task<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Arc<str>, &TaskHeader) -> R,
+    ) -> Option<R> {
         let snapshot = self.snapshot.read().expect("cache lock poisoned");
-        T::from_record(&snapshot.entries.get(key)?.record).map(f)
+        let (key, entry) = snapshot.entries.get_key_value(key)?;
+        task_header(&entry.record).map(|header| f(key, header))
     }
 
     /// How many tasks under `prefix` (a cluster's task prefix) are in each
@@ -419,47 +606,60 @@ impl Cache {
         snapshot
             .task_statuses
             .get(prefix)
-            .cloned()
+            .map(|counts| {
+                counts
+                    .iter()
+                    .map(|(status, n)| (status.to_string(), *n))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    /// Maps the tasks placed on instance `instance_id` in place, keeping
-    /// the `Some` results, in key order.
+    /// Maps the headers of the tasks placed on instance `instance_id`,
+    /// keeping the `Some` results, in key order. Keys come shared with the
+    /// cache, so an index may keep them at no cost.
     pub fn select_instance_tasks<R>(
         &self,
         instance_id: &str,
-        mut f: impl FnMut(&str, &TaskRecord) -> Option<R>,
+        mut f: impl FnMut(&Arc<str>, &TaskHeader) -> Option<R>,
     ) -> Vec<R> {
         let snapshot = self.snapshot.read().expect("cache lock poisoned");
         let Some(keys) = snapshot.tasks_by_instance.get(instance_id) else {
             return Vec::new();
         };
         keys.iter()
-            .filter_map(|key| {
-                let record = TaskRecord::from_record(&snapshot.entries.get(key)?.record)?;
-                f(key, record)
-            })
+            .filter_map(|key| f(key, task_header(&snapshot.entries.get(key)?.record)?))
             .collect()
+    }
+
+    /// Maps the headers of every task under `prefix`, keeping the `Some`
+    /// results, in key order, with keys shared as above.
+    pub fn select_tasks<R>(
+        &self,
+        prefix: &str,
+        mut f: impl FnMut(&Arc<str>, &TaskHeader) -> Option<R>,
+    ) -> Vec<R> {
+        self.scan(prefix, |key, entry| f(key, task_header(&entry.record)?))
     }
 
     /// Maps every record of a kind under `prefix` in place, keeping the
     /// `Some` results, in key order.
-    pub fn select<T: Stored, R>(
+    pub fn select<T: Resident, R>(
         &self,
         prefix: &str,
         mut f: impl FnMut(&str, &T) -> Option<R>,
     ) -> Vec<R> {
         self.scan(prefix, |key, entry| {
-            T::from_record(&entry.record).and_then(|v| f(key, v))
+            T::borrow(&entry.record).and_then(|v| f(key, v))
         })
     }
 
     /// Every record of a kind under `prefix`, in key order, with its key.
-    pub fn list<T: Stored>(&self, prefix: &str) -> Vec<(String, Versioned<T>)> {
+    pub fn list<T: Resident>(&self, prefix: &str) -> Vec<(String, Versioned<T>)> {
         self.scan(prefix, |key, entry| {
-            T::from_record(&entry.record).map(|value| {
+            T::borrow(&entry.record).map(|value| {
                 (
-                    key.to_owned(),
+                    key.to_string(),
                     Versioned {
                         mod_revision: entry.mod_revision,
                         value: value.clone(),
@@ -471,26 +671,24 @@ impl Cache {
 
     /// The keys of every record of a kind, in every region and account.
     pub fn keys_of<T: Stored>(&self) -> Vec<String> {
-        self.scan(ROOT, |key, entry| {
-            T::from_record(&entry.record).map(|_| key.to_owned())
+        self.scan(ROOT, |key, _| {
+            (kind_of(key) == Some(T::KIND)).then(|| key.to_string())
         })
     }
 
     /// Counts records of a kind under `prefix` that satisfy `pred`, without cloning them.
-    pub fn count<T: Stored>(&self, prefix: &str, pred: impl Fn(&T) -> bool) -> usize {
+    pub fn count<T: Resident>(&self, prefix: &str, pred: impl Fn(&T) -> bool) -> usize {
         self.scan(prefix, |_, entry| {
-            T::from_record(&entry.record)
-                .filter(|v| pred(v))
-                .map(|_| ())
+            T::borrow(&entry.record).filter(|v| pred(v)).map(|_| ())
         })
         .len()
     }
 
-    fn scan<R>(&self, prefix: &str, mut f: impl FnMut(&str, &Entry) -> Option<R>) -> Vec<R> {
+    fn scan<R>(&self, prefix: &str, mut f: impl FnMut(&Arc<str>, &Entry) -> Option<R>) -> Vec<R> {
         let snapshot = self.snapshot.read().expect("cache lock poisoned");
         snapshot
             .entries
-            .range(prefix.to_owned()..)
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .filter_map(|(k, e)| f(k, e))
             .collect()
@@ -503,16 +701,6 @@ impl Cache {
 /// its memory.
 fn exact_capacity<T: Clone>(value: T) -> T {
     value.clone()
-}
-
-fn decode_logged(key: &str, value: &[u8]) -> Option<Record> {
-    match decode(kind_of(key)?, value)? {
-        Ok(record) => Some(record),
-        Err(err) => {
-            tracing::error!(%key, %err, "undecodable record in the store; ignoring it");
-            None
-        }
-    }
 }
 
 /// Writes to the store on behalf of API calls.
@@ -596,12 +784,12 @@ fn store_failure(err: StoreError) -> EcsError {
 
 #[cfg(test)]
 mod tests {
-    use berth_types::NetworkMode;
-    use berth_types::agent::{ContainerSpec, DesiredStatus};
+    use berth_types::agent::ContainerSpec;
+    use berth_types::{Attribute, ContainerDefinition, NetworkMode};
 
     use super::*;
 
-    fn stored_task(id: &str, image: &str) -> Vec<u8> {
+    fn task(id: &str, instance: &str, status: &str) -> TaskRecord {
         let spec = TaskSpec {
             task_arn: format!("arn:task/{id}"),
             cluster_arn: "arn:cluster".into(),
@@ -609,7 +797,7 @@ mod tests {
             family: "web".into(),
             revision: 1,
             desired_status: DesiredStatus::Running,
-            desired_version: 1,
+            desired_version: 3,
             network_mode: NetworkMode::Bridge,
             cpu: None,
             memory_mib: None,
@@ -617,7 +805,7 @@ mod tests {
                 container_arn: format!("arn:container/{id}"),
                 definition: Arc::new(ContainerDefinition {
                     name: Some("web".into()),
-                    image: Some(image.into()),
+                    image: Some("web:1".into()),
                     ..ContainerDefinition::default()
                 }),
             }],
@@ -626,46 +814,168 @@ mod tests {
             ipc_mode: None,
             network_interface: None,
         };
-        let record = TaskRecord {
-            task: Task::default(),
+        TaskRecord {
+            task: Task {
+                task_arn: Some(spec.task_arn.clone()),
+                last_status: Some(status.into()),
+                desired_status: Some("RUNNING".into()),
+                group: Some("family:web".into()),
+                container_instance_arn: Some(format!("arn:container-instance/{instance}")),
+                ..Task::default()
+            },
             spec,
-            instance_id: None,
+            instance_id: Some(instance.into()),
             reservation: Reservation::default(),
             released: false,
-        };
-        serde_json::to_vec(&record).expect("encodes")
+        }
     }
 
-    fn definition(record: &Record) -> Arc<ContainerDefinition> {
-        let task = TaskRecord::from_record(record).expect("a task");
-        Arc::clone(&task.spec.containers[0].definition)
+    fn key(id: &str) -> String {
+        format!("ecs/us-east-1/000000000000/task/c/{id}")
+    }
+
+    fn put(snapshot: &mut Snapshot, record: &TaskRecord) {
+        let key = key(record.spec.task_arn.rsplit('/').next().unwrap());
+        let value = serde_json::to_vec(record).expect("encodes");
+        let record = snapshot.decode(&key, &value).expect("decodes");
+        let entry = Entry {
+            mod_revision: 1,
+            record: Arc::new(record),
+        };
+        snapshot.set(&key, Some(entry));
+    }
+
+    fn read(snapshot: &Snapshot, id: &str) -> TaskRecord {
+        let entry = snapshot.entries.get(key(id).as_str()).expect("held");
+        TaskRecord::read(&entry.record)
+            .expect("a task")
+            .into_owned()
     }
 
     #[test]
-    fn tasks_of_one_revision_share_equal_container_definitions() {
+    fn tasks_are_held_packed_and_read_back_whole() {
         let mut snapshot = Snapshot::default();
-        let key = |id: &str| format!("ecs/us-east-1/000000000000/task/c/{id}");
-        let a = snapshot
-            .decode(&key("a"), &stored_task("a", "web:1"))
-            .expect("a");
-        let b = snapshot
-            .decode(&key("b"), &stored_task("b", "web:1"))
-            .expect("b");
-        assert!(Arc::ptr_eq(&definition(&a), &definition(&b)));
-        // An override makes the definition differ: it is not shared.
-        let c = snapshot
-            .decode(&key("c"), &stored_task("c", "other"))
-            .expect("c");
-        assert!(!Arc::ptr_eq(&definition(&a), &definition(&c)));
-        assert_eq!(definition(&c).image.as_deref(), Some("other"));
+        let records: Vec<TaskRecord> = (0..50)
+            .map(|i| task(&format!("{i:032x}"), "i-1", "RUNNING"))
+            .collect();
+        for record in &records {
+            put(&mut snapshot, record);
+        }
+        for record in &records {
+            let id = record.spec.task_arn.rsplit('/').next().unwrap();
+            let back = read(&snapshot, id);
+            assert_eq!(
+                serde_json::to_value(&back).unwrap(),
+                serde_json::to_value(record).unwrap()
+            );
+        }
+        let entry = snapshot
+            .entries
+            .get(key(&format!("{:032x}", 49)).as_str())
+            .unwrap();
+        let Record::Task(cached) = entry.record.as_ref() else {
+            panic!("not a task")
+        };
+        let encoded = serde_json::to_vec(&records[49]).unwrap().len();
+        assert!(
+            cached.record.packed_len() * 4 < encoded,
+            "{} of {encoded} bytes",
+            cached.record.packed_len()
+        );
+        assert_eq!(
+            cached.header.arn_unlike_key.as_deref(),
+            Some(records[49].spec.task_arn.as_str())
+        );
+        assert_eq!(cached.header.instance_id.as_deref(), Some("i-1"));
+        assert_eq!(cached.header.group.as_deref(), Some("family:web"));
+        assert_eq!(cached.header.desired_version, 3);
+        assert!(cached.header.on_container_instance);
+    }
+
+    #[test]
+    fn a_task_keeps_no_arn_when_its_key_names_it() {
+        let mut snapshot = Snapshot::default();
+        let id = "0123456789abcdef0123456789abcdef";
+        let mut record = task(id, "i-1", "RUNNING");
+        record.spec.task_arn = Scope::new("us-east-1", "000000000000").task("c", id);
+        put(&mut snapshot, &record);
+        let entry = snapshot.entries.get(key(id).as_str()).unwrap();
+        let header = task_header(&entry.record).unwrap();
+        assert_eq!(header.arn_unlike_key, None);
+        assert_eq!(
+            header.task_arn(&key(id)),
+            "arn:aws:ecs:us-east-1:000000000000:task/c/0123456789abcdef0123456789abcdef"
+        );
+        // A record whose ARN its key does not name keeps its own.
+        put(&mut snapshot, &task("other", "i-1", "RUNNING"));
+        let entry = snapshot.entries.get(key("other").as_str()).unwrap();
+        assert_eq!(
+            task_header(&entry.record).unwrap().task_arn(&key("other")),
+            "arn:task/other"
+        );
+    }
+
+    #[test]
+    fn headers_share_their_strings() {
+        let mut snapshot = Snapshot::default();
+        put(&mut snapshot, &task("a", "i-1", "RUNNING"));
+        put(&mut snapshot, &task("b", "i-1", "RUNNING"));
+        let header = |id: &str| {
+            task_header(&snapshot.entries.get(key(id).as_str()).unwrap().record)
+                .unwrap()
+                .clone()
+        };
+        let (a, b) = (header("a"), header("b"));
+        assert!(Arc::ptr_eq(
+            a.group.as_ref().unwrap(),
+            b.group.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            a.instance_id.as_ref().unwrap(),
+            b.instance_id.as_ref().unwrap()
+        ));
+    }
+
+    #[test]
+    fn task_indexes_follow_moves_status_changes_and_deletes() {
+        let mut snapshot = Snapshot::default();
+        put(&mut snapshot, &task("a", "i-1", "PENDING"));
+        put(&mut snapshot, &task("b", "i-1", "RUNNING"));
+        let prefix = "ecs/us-east-1/000000000000/task/c/";
+        let count =
+            |s: &Snapshot, status: &str| s.task_statuses[prefix].get(status).copied().unwrap_or(0);
+        assert_eq!(count(&snapshot, "PENDING"), 1);
+        assert_eq!(snapshot.tasks_by_instance["i-1"].len(), 2);
+
+        put(&mut snapshot, &task("a", "i-2", "RUNNING"));
+        assert_eq!(count(&snapshot, "PENDING"), 0);
+        assert_eq!(count(&snapshot, "RUNNING"), 2);
+        assert_eq!(snapshot.tasks_by_instance["i-1"].len(), 1);
+        assert_eq!(snapshot.tasks_by_instance["i-2"].len(), 1);
+
+        snapshot.set(&key("b"), None);
+        snapshot.set(&key("a"), None);
+        assert_eq!(count(&snapshot, "RUNNING"), 0);
+        assert!(snapshot.tasks_by_instance.is_empty());
+        assert!(snapshot.entries.is_empty());
     }
 
     #[test]
     fn decoded_vectors_hold_no_spare_capacity() {
         let mut snapshot = Snapshot::default();
-        let key = "ecs/us-east-1/000000000000/task/c/a";
-        let record = snapshot.decode(key, &stored_task("a", "web:1")).expect("a");
-        let task = TaskRecord::from_record(&record).expect("a task");
-        assert_eq!(task.spec.containers.capacity(), 1);
+        let instance = ContainerInstance {
+            attributes: Some(vec![Attribute {
+                name: "ecs.os-type".into(),
+                value: Some("linux".into()),
+                ..Attribute::default()
+            }]),
+            ..ContainerInstance::default()
+        };
+        let key = "ecs/us-east-1/000000000000/instance/c/i-1";
+        let record = snapshot
+            .decode(key, &serde_json::to_vec(&instance).unwrap())
+            .expect("decodes");
+        let held = ContainerInstance::borrow(&record).expect("an instance");
+        assert_eq!(held.attributes.as_ref().unwrap().capacity(), 1);
     }
 }

@@ -18,7 +18,7 @@ use super::{
 };
 use berth_core::lifecycle::{PENDING, RUNNING};
 
-use crate::state::{ServiceRecord, TaskRecord, Write, key, prefix};
+use crate::state::{ServiceRecord, Write, key, prefix};
 
 pub const ACTIVE: &str = "ACTIVE";
 pub const INACTIVE: &str = "INACTIVE";
@@ -208,9 +208,10 @@ fn statistics(api: &Api, ctx: &Ctx, cluster: &Cluster) -> Vec<KeyValuePair> {
     let fargate = Some(LaunchType::Fargate);
     let fargate_tasks = |status: &str| {
         api.cache
-            .count::<TaskRecord>(&tasks::cluster_tasks_prefix(ctx, &name), |r| {
-                r.task.launch_type == fargate && r.task.last_status.as_deref() == Some(status)
+            .select_tasks(&tasks::cluster_tasks_prefix(ctx, &name), |_, t| {
+                (t.launch_type == fargate && t.last_status.as_deref() == Some(status)).then_some(())
             })
+            .len()
     };
     let fargate_services = |status: &str| {
         api.cache

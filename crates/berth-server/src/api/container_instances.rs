@@ -1,8 +1,6 @@
 //! Container instances: hosts registered to a cluster, their resources,
 //! attributes and status (ACTIVE, DRAINING, INACTIVE once deregistered).
 
-use std::collections::BTreeMap;
-
 use berth_scheduler::cql;
 use berth_types::{
     Attribute, ContainerInstance, ContainerInstanceField, ContainerInstanceHealthStatus,
@@ -18,6 +16,7 @@ use super::attributes::{MAX_CUSTOM_ATTRIBUTES, check_attribute, custom_attribute
 use super::{
     Api, Ctx, clusters, failure, includes, merge_tags, paginate, resource_id, tasks, validate_tags,
 };
+use crate::intern::Interner;
 use crate::placement::snapshot_instance;
 use crate::state::{Versioned, Write, key, prefix};
 
@@ -398,7 +397,7 @@ pub async fn list(
     // `task:group` looks at the tasks each instance holds.
     let groups = match &filter {
         Some(_) => tasks::groups_by_instance(api, ctx, &cluster),
-        None => BTreeMap::new(),
+        None => Default::default(),
     };
     let prefix = instance_prefix(ctx, &cluster);
     let wanted = req.status.map(ContainerInstanceStatus::as_str);
@@ -416,7 +415,12 @@ pub async fn list(
         .filter(|(k, v)| {
             filter.as_ref().is_none_or(|expr| {
                 let id = &k[prefix.len()..];
-                expr.eval(&snapshot_instance(id, &v.value, groups.get(id)))
+                expr.eval(&snapshot_instance(
+                    id,
+                    &v.value,
+                    groups.get(id),
+                    &mut Interner::default(),
+                ))
             })
         })
         .map(|(k, v)| (k, v.value.container_instance_arn.unwrap_or_default()))

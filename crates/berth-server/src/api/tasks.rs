@@ -4,7 +4,7 @@
 //! DescribeTasks and ListTasks, plus the shared path by which a task's
 //! change returns its reservation to the instance once it is STOPPED.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use std::collections::BTreeSet;
@@ -36,6 +36,7 @@ use super::{
     Api, Ctx, capacity_providers, clusters, container_instances, failure, includes, paginate,
     resource_id, task_definitions, validate_tags,
 };
+use crate::intern::Interner;
 use crate::placement::{self, Launched, adjust_remaining, snapshot_instance};
 use crate::state::{
     ClientTokenRecord, MAX_CAS_ATTEMPTS, Reservation, TaskRecord, Versioned, contention, encode,
@@ -599,7 +600,7 @@ async fn start_on(
                     ));
                     continue;
                 };
-                let view = snapshot_instance(&id, &found.value, None);
+                let view = snapshot_instance(&id, &found.value, None, &mut Interner::default());
                 let current = found.value.clone();
                 seen.insert(id.clone(), (key, found, view, current));
             }
@@ -1053,23 +1054,24 @@ pub async fn list(
         .as_deref()
         .and_then(|c| resource_id(c, "container-instance"));
     let group = req.service_name.as_ref().map(|s| format!("service:{s}"));
-    let items =
-        api.cache
-            .select::<TaskRecord, _>(&cluster_tasks_prefix(ctx, &cluster), |key, r| {
-                let t = &r.task;
-                let wanted = t.desired_status.as_deref() == Some(desired)
-                    && instance_id.is_none_or(|id| {
-                        r.instance_id.as_deref() == Some(id) && t.container_instance_arn.is_some()
-                    })
-                    && req.family.as_ref().is_none_or(|f| *f == r.spec.family)
-                    && req
-                        .started_by
-                        .as_ref()
-                        .is_none_or(|s| t.started_by.as_ref() == Some(s))
-                    && group.as_ref().is_none_or(|g| t.group.as_ref() == Some(g))
-                    && req.launch_type.is_none_or(|l| t.launch_type == Some(l));
-                wanted.then(|| (key.to_owned(), t.task_arn.clone().unwrap_or_default()))
-            });
+    let items = api
+        .cache
+        .select_tasks(&cluster_tasks_prefix(ctx, &cluster), |key, t| {
+            let wanted = t.desired_status.as_deref() == Some(desired)
+                && instance_id.is_none_or(|id| {
+                    t.instance_id.as_deref() == Some(id) && t.on_container_instance
+                })
+                && req.family.as_deref().is_none_or(|f| f == &*t.family)
+                && req
+                    .started_by
+                    .as_deref()
+                    .is_none_or(|s| t.started_by.as_deref() == Some(s))
+                && group
+                    .as_deref()
+                    .is_none_or(|g| t.group.as_deref() == Some(g))
+                && req.launch_type.is_none_or(|l| t.launch_type == Some(l));
+            wanted.then(|| (key.to_string(), t.task_arn(key)))
+        });
     let (arns, next_token) = paginate(items, req.max_results, req.next_token.as_deref(), 100, 100)?;
     Ok(ListTasksResponse {
         task_arns: Some(arns),
@@ -1082,12 +1084,12 @@ pub fn groups_by_instance(
     api: &Api,
     ctx: &Ctx,
     cluster: &str,
-) -> BTreeMap<String, BTreeMap<String, u32>> {
-    let mut groups: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+) -> HashMap<Arc<str>, BTreeMap<Arc<str>, u32>> {
+    let mut groups: HashMap<Arc<str>, BTreeMap<Arc<str>, u32>> = HashMap::new();
     let held = api
         .cache
-        .select::<TaskRecord, _>(&cluster_tasks_prefix(ctx, cluster), |_, record| {
-            placement::holder(record)
+        .select_tasks(&cluster_tasks_prefix(ctx, cluster), |_, task| {
+            placement::holder(task)
         });
     for (instance, group) in held {
         *groups
@@ -1124,8 +1126,8 @@ pub fn active_count(api: &Api, ctx: &Ctx, cluster: &str) -> usize {
 pub fn instance_counts(api: &Api, instance_id: &str) -> (usize, usize) {
     let statuses = api.cache.select_instance_tasks(instance_id, |_, r| {
         Some((
-            r.task.desired_status.as_deref() == Some(RUNNING),
-            r.task.last_status.as_deref() == Some(PENDING),
+            r.desired_status.as_deref() == Some(RUNNING),
+            r.last_status.as_deref() == Some(PENDING),
         ))
     });
     let running = statuses.iter().filter(|(running, _)| *running).count();
