@@ -352,7 +352,7 @@ fn registration(
 /// Runs the agent until `shutdown` resolves: makes sure of its task network,
 /// registers the host, keeps the push channel open, runs what the control
 /// plane asks for. On shutdown the containers keep running; the next start
-/// adopts them. The task network goes too when no container uses it.
+/// adopts them. The task network goes too when no task uses it.
 pub async fn run(
     config: AgentConfig,
     runtime: Arc<dyn ContainerRuntime>,
@@ -489,8 +489,8 @@ pub(crate) async fn run_host(
     engine.detach();
     let _ = metadata_stop.send(());
     if let Some(network) = &task_network {
-        // Refused while pause containers of running tasks are attached,
-        // which the next start adopts along with the network.
+        // Refused while namespaces of running tasks are attached, which
+        // the next start adopts along with the network.
         match runtime.remove_task_network(network).await {
             Ok(()) => tracing::info!(network = network.name, "removed the task network"),
             Err(error) => {
@@ -561,6 +561,7 @@ mod tests {
         let network = TaskNetwork {
             name: "berth-eni-i-0123456789abcdef0".into(),
             subnet: "100.64.4.0/22".into(),
+            bridge: "br-0123456789ab".into(),
         };
         let request = registration(
             &config,

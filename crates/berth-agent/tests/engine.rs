@@ -1137,3 +1137,33 @@ async fn an_orphaned_namespace_is_removed_and_reported_detached() {
         .collect();
     assert_eq!(names, ["web"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_while_the_namespace_comes_up_starts_the_launch_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = pool_runtime();
+    let spec = awsvpc_task(POOL_TASK, vec![container("web")]);
+    let first = pool(&fake, Some(dir.path())).await;
+    // The agent dies while the address is being given: the container was
+    // already made in the namespace, and never started.
+    fake.set_attach_delay(Duration::from_secs(60));
+    first.engine.apply(vec![spec.clone()]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = fake.containers();
+    assert_eq!(before.len(), 2, "the pause container and web");
+    assert!(first.sink.statuses(POOL_TASK).is_empty());
+    first.engine.detach();
+
+    fake.set_attach_delay(Duration::ZERO);
+    let second = pool(&fake, Some(dir.path())).await;
+    second.engine.apply(vec![spec.clone()]);
+    second.sink.wait_status(POOL_TASK, "RUNNING").await;
+    assert_eq!(second.sink.statuses(POOL_TASK), ["PENDING", "RUNNING"]);
+    let after = fake.containers();
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|c| before.iter().all(|b| b.id != c.id)),
+        "both made anew: {after:?}"
+    );
+    assert!(after.iter().all(|c| c.status == ContainerStatus::Running));
+}

@@ -145,6 +145,10 @@ pub(crate) struct TaskRecord {
     pub stop_reason: Option<String>,
     #[serde(default)]
     pub execution_stopped_at: Option<Timestamp>,
+    /// The pause container holding the task's address (awsvpc): one made
+    /// before a crash may never have had the address.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 impl TaskRecord {
@@ -157,6 +161,7 @@ impl TaskRecord {
             attachment: None,
             stop_reason: None,
             execution_stopped_at: None,
+            namespace: None,
         }
     }
 }
