@@ -5,18 +5,20 @@ ECS):
 - the seed's `platform-task` (awsvpc, FARGATE, 256/512, `next-api` on 8000
   with ENV=production; the image is a locally built stand-in) runs as a task:
   it answers on its privateIPv4Address:8000, its container shares the
-  namespace of a pause container (on no Docker network: the agent gave it
-  the address, which `ip` inside the task shows on eth0, through a veth on
-  the task network's bridge), and the task cgroup holds the task's memory
-  limit;
-- it runs as a service of 3: every task answers on its own address, tasks
-  reach each other by address, and two containers of one task reach each
-  other on localhost;
+  namespace of a pause container taken from the agent's warm pool (on no
+  Docker network: the agent gave it the address, which `ip` inside the task
+  shows on eth0, through a veth on the task network's bridge), the pool
+  refills, and the task cgroup holds the task's memory limit;
+- it runs as a service of 3 (more tasks at once than the pool holds, so
+  some make their own namespace): every task answers on its own address,
+  tasks reach each other by address, and two containers of one task reach
+  each other on localhost;
 - a container that exceeds the task's memory is OOM-killed and reported as
   OutOfMemoryError;
 - an invalid cpu/memory pair is refused;
 - after stopping, no container (the pause included), cgroup, or veth of the
-  task's address (and so no namespace) is left behind.
+  task's address (and so no namespace) is left behind;
+- stopping `berth dev` removes the pool's idle namespaces.
 
 Needs Docker: without CI=true the module is skipped when no engine answers;
 with CI=true it fails loudly.
@@ -40,7 +42,10 @@ from harness import ACCESS_KEY, REGION, SECRET_KEY, berth_bin, cluster_arn, remo
 NETWORK = ("awsvpcConfiguration={subnets=[subnet-12345678],securityGroups=[sg-12345678],"
            "assignPublicIp=ENABLED}")
 CGROUP_MEMORY = Path("/sys/fs/cgroup/memory/berth")
-PAUSE = "~internal~ecs~pause"
+LABEL_WARM = "io.berth.warm-namespace"
+LABEL_OWNER = "io.berth.agent-instance-id"
+# `berth dev`'s Fargate agent keeps as many as `berth agent --fargate` does.
+WARM = 2
 
 
 def platform_task(family: str, image: str = "berth-test/next-api:latest", **extra) -> dict:
@@ -176,9 +181,32 @@ def assert_attached(container_id: str, ip: str) -> str:
     return pause["Id"]
 
 
+def fargate_owner(server) -> str:
+    """The instance id of `berth dev`'s Fargate agent, which labels its warm namespaces."""
+    identity = json.loads((server.data_dir / "agent-fargate" / "instance.json").read_text())
+    return identity["instance_id"]
+
+
+def warm_namespaces(owner: str, running=True) -> list[str]:
+    args = ["ps", "-q", "--no-trunc", "--filter", f"label={LABEL_WARM}", "--filter", f"label={LABEL_OWNER}={owner}"]
+    if not running:
+        args.insert(1, "-a")
+    return Docker.run(*args).stdout.split()
+
+
+def wait_for(what: str, check, within=30.0):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{what} did not happen within {within}s")
+
+
 def assert_nothing_left(task: dict, pauses=(), within=15.0):
-    """No container of the task (nor the pause containers in `pauses`), no cgroup,
-    and no veth of the task's address, which lives exactly as long as its namespace."""
+    """No container of the task (nor the pause containers in `pauses`, which a
+    namespace of the warm pool needs: no label names its task), no cgroup, and no
+    veth of the task's address, which lives exactly as long as its namespace."""
     arn, task_id = task["taskArn"], task["taskArn"].rsplit("/", 1)[1]
     ip = address(task)
     deadline = time.monotonic() + within
@@ -197,6 +225,8 @@ def test_the_seed_platform_task_runs_on_its_own_address(dev):
     cluster = dev.cluster()
     family = unique("platform-task")
     dev.register(platform_task(family))
+    owner = fargate_owner(dev.server)
+    wait_for("a full warm pool", lambda: len(warm_namespaces(owner)) == WARM)
     out = dev.ecs("run-task", "--cluster", cluster, "--task-definition", family, "--launch-type", "FARGATE",
                   "--network-configuration", NETWORK).json
     assert out["failures"] == []
@@ -213,13 +243,15 @@ def test_the_seed_platform_task_runs_on_its_own_address(dev):
     assert get_eventually(f"http://{ip}:8000/") == "next-api"
     assert get(f"http://{ip}:8000/env") == "production"
 
-    # The container joins the namespace of the task's pause container, given
-    # the task's address by the agent; the task's cgroup holds its memory.
+    # The container joins the namespace of a pause container from the warm pool
+    # (which no label ties to the task), given the task's address by the agent;
+    # the pool refills; the task's cgroup holds its memory.
     ids = containers_of(arn)
     info = {Docker.inspect(i)["Config"]["Labels"][LABEL_CONTAINER_NAME]: Docker.inspect(i) for i in ids}
-    assert set(info) == {"next-api", PAUSE}
+    assert set(info) == {"next-api"}
     pause = assert_attached(info["next-api"]["Id"], ip)
-    assert pause == info[PAUSE]["Id"]
+    assert LABEL_WARM in Docker.inspect(pause)["Config"]["Labels"]
+    wait_for("the pool's refill", lambda: len(warm_namespaces(owner)) == WARM + 1)
     task_id = arn.rsplit("/", 1)[1]
     limit = int((CGROUP_MEMORY / task_id / "memory.limit_in_bytes").read_text())
     assert limit == 512 * 1024 * 1024
@@ -306,3 +338,18 @@ def test_an_invalid_cpu_memory_pair_is_refused(dev):
     assert "ClientException" in res.stderr
     assert "No Fargate configuration exists for given values." in res.stderr
 
+
+def test_stopping_berth_dev_removes_idle_warm_namespaces():
+    require_docker()
+    root = Path(tempfile.mkdtemp(prefix="berth-e2e-fargate-pool-"))
+    server = BerthDev(data_dir=root / "data", log_dir=root / "logs")
+    try:
+        server.start()
+        wait_pool(server)
+        owner = fargate_owner(server)
+        wait_for("a full warm pool", lambda: len(warm_namespaces(owner)) == WARM)
+        assert server.stop() == 0, server.log_tail()
+        assert warm_namespaces(owner, running=False) == [], server.log_tail()
+    finally:
+        server.stop()
+        remove_tree(root)

@@ -123,10 +123,20 @@ struct Case {
 
 /// Removes every container of a test cluster, including ones a failed
 /// earlier run left behind (they carry the same task ARNs and would
-/// otherwise be adopted).
+/// otherwise be adopted), and the warm namespaces of the agent named after
+/// it.
 async fn remove_cluster_containers(runtime: &DockerRuntime, cluster: &str) {
-    for container in runtime.list_managed().await.unwrap() {
-        if container.labels.get(LABEL_CLUSTER).map(String::as_str) == Some(cluster) {
+    let warm = runtime.list_warm_namespaces(cluster).await.unwrap();
+    for container in runtime
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .chain(warm)
+    {
+        if container.labels.get(LABEL_CLUSTER).map(String::as_str) == Some(cluster)
+            || !container.labels.contains_key(LABEL_TASK_ARN)
+        {
             let options = RemoveContainerOptionsBuilder::new()
                 .force(true)
                 .v(true)
@@ -238,6 +248,8 @@ impl Case {
                 "awsvpc",
                 "gateway",
                 "adopted",
+                "warm",
+                "warm-adopted",
                 "badbridge",
             ] {
                 let _ = cgroups.remove(task);
@@ -958,12 +970,35 @@ async fn an_address_docker_refuses_fails_the_task_cleanly() {
     case_network_removed(&network).await;
 }
 
+/// The running warm namespaces of agent `owner` once there are `count` of
+/// them (claimed ones included), and no other.
+async fn warm_namespaces(runtime: &DockerRuntime, owner: &str, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let warm = runtime.list_warm_namespaces(owner).await.unwrap();
+        let running: Vec<String> = warm
+            .iter()
+            .filter(|c| c.status == ContainerStatus::Running)
+            .map(|c| c.id.clone())
+            .collect();
+        if running.len() == count && warm.len() == count {
+            return running;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{owner} has {} warm namespaces, not {count}",
+            warm.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A task whose one container serves HTTP on port 8000 of the task's
 /// address, and asks nothing of its namespace.
 fn web_task(case: &Case, id: &str, eni: &TaskNetworkInterface) -> TaskSpec {
     let mut web = sh(
         "web",
-        "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 8000 -h /www",
+        "mkdir -p /www && echo hello-warm > /www/index.html && exec httpd -f -p 8000 -h /www",
     );
     web.port_mappings = Some(vec![PortMapping {
         container_port: Some(8000),
@@ -976,6 +1011,163 @@ fn web_task(case: &Case, id: &str, eni: &TaskNetworkInterface) -> TaskSpec {
     spec
 }
 
+async fn answers(address: &str) -> bool {
+    for _ in 0..50 {
+        if http_get(address, 8000).contains("hello-warm") {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_claims_a_warm_namespace_and_the_pool_refills() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let cluster = "berth-test-warm";
+    let (case, network) =
+        Case::awsvpc_with(runtime, cluster, |config| config.warm_namespaces = 2).await;
+    let idle = warm_namespaces(&case.runtime, cluster, 2).await;
+    let eni = interface(&network, 11);
+    let spec = web_task(&case, "warm", &eni);
+    case.engine.apply(vec![spec.clone()]);
+    case.sink.wait("RUNNING", Duration::from_secs(60)).await;
+
+    // The task took an idle namespace, which no label ties to it.
+    let containers = task_containers(&case.runtime, &spec.task_arn).await;
+    assert!(named(&containers, PAUSE_CONTAINER_NAME).is_none());
+    let web = named(&containers, "web").unwrap().id.clone();
+    let pause = assert_attached(&case.runtime, &web, &network, &eni).await;
+    assert!(idle.contains(&pause), "{pause} is not one of {idle:?}");
+    let namespace = namespace_inode(&case.runtime, &pause).await;
+    assert!(answers(&eni.ipv4_address).await);
+
+    // The pool makes up for it.
+    let refilled = warm_namespaces(&case.runtime, cluster, 3).await;
+    assert!(refilled.contains(&pause));
+
+    case.engine.apply(vec![TaskSpec {
+        desired_status: DesiredStatus::Stopped,
+        desired_version: 2,
+        ..spec.clone()
+    }]);
+    case.sink
+        .wait_attachment("DETACHED", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        case.sink.attachments(),
+        ["ATTACHED", "ATTACHED", "DETACHING", "DETACHED"]
+    );
+    let idle = warm_namespaces(&case.runtime, cluster, 2).await;
+    assert!(!idle.contains(&pause), "the claimed namespace is gone");
+    eventually("the task's veth left the bridge", || {
+        !host_end(&eni.ipv4_address).exists()
+    })
+    .await;
+    assert!(!namespace_lives(&namespace));
+
+    // A graceful shutdown leaves no idle namespace behind.
+    case.engine.shutdown().await;
+    assert!(
+        case.runtime
+            .list_warm_namespaces(cluster)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    case.clean().await;
+    case_network_removed(&network).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_engine_adopts_a_claimed_warm_namespace() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let cluster = "berth-test-warm-adopt";
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_owned();
+    let engine_config = |network: &TaskNetwork| {
+        let mut config = EngineConfig::new(cluster);
+        config.owner = cluster.to_owned();
+        config.task_network = Some(network.clone());
+        config.data_dir = Some(data_dir.clone());
+        config.stop_timeout = Duration::from_secs(2);
+        config.warm_namespaces = 1;
+        config
+    };
+    let (case, network) = Case::awsvpc_with(runtime, cluster, |config| {
+        config.data_dir = Some(data_dir.clone());
+        config.warm_namespaces = 1;
+    })
+    .await;
+    let idle = warm_namespaces(&case.runtime, cluster, 1).await;
+    let eni = interface(&network, 12);
+    let spec = web_task(&case, "warm-adopted", &eni);
+    case.engine.apply(vec![spec.clone()]);
+    case.sink.wait("RUNNING", Duration::from_secs(60)).await;
+    let web = named(&task_containers(&case.runtime, &spec.task_arn).await, "web")
+        .unwrap()
+        .id
+        .clone();
+    let pause = namespace_of(&case.runtime, &web).await;
+    assert_eq!(idle, [pause.as_str()]);
+    let spare = warm_namespaces(&case.runtime, cluster, 2).await;
+    // The agent goes away; its containers stay.
+    case.engine.detach();
+
+    let sink = Arc::new(Recorder::default());
+    let (engine, _health) = Engine::start(
+        case.runtime.clone() as Arc<dyn ContainerRuntime>,
+        Reporter::new(sink.clone(), None),
+        engine_config(&network),
+    )
+    .await
+    .unwrap();
+    assert_eq!(engine.live_tasks(), [spec.task_arn.as_str()]);
+    engine.apply(vec![spec.clone()]);
+    // The claimed namespace is the task's still; the idle one was removed
+    // and replaced.
+    let now = warm_namespaces(&case.runtime, cluster, 2).await;
+    assert!(now.contains(&pause));
+    assert!(
+        spare.iter().all(|id| id == &pause || !now.contains(id)),
+        "the idle namespace of the first run went: {spare:?} {now:?}"
+    );
+    assert_eq!(namespace_of(&case.runtime, &web).await, pause);
+    assert_attached(&case.runtime, &web, &network, &eni).await;
+    assert!(answers(&eni.ipv4_address).await);
+    let namespace = namespace_inode(&case.runtime, &pause).await;
+
+    engine.apply(vec![TaskSpec {
+        desired_status: DesiredStatus::Stopped,
+        desired_version: 2,
+        ..spec.clone()
+    }]);
+    sink.wait_attachment("DETACHED", Duration::from_secs(60))
+        .await;
+    assert_eq!(sink.attachments(), ["DETACHING", "DETACHED"]);
+    let left = warm_namespaces(&case.runtime, cluster, 1).await;
+    assert!(!left.contains(&pause));
+    eventually("the task's veth left the bridge", || {
+        !host_end(&eni.ipv4_address).exists()
+    })
+    .await;
+    assert!(!namespace_lives(&namespace));
+    engine.shutdown().await;
+    assert!(
+        case.runtime
+            .list_warm_namespaces(cluster)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    case.clean().await;
+    case_network_removed(&network).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_attach_leaves_nothing_behind() {
     let Some(runtime) = docker().await else {
@@ -985,11 +1177,13 @@ async fn a_failed_attach_leaves_nothing_behind() {
     // The network as the agent knows it names a bridge the host lacks: the
     // veth is made, then cannot join it.
     let (case, network) = Case::awsvpc_with(runtime, cluster, |config| {
+        config.warm_namespaces = 1;
         if let Some(network) = &mut config.task_network {
             network.bridge = "br-berthnone0".into();
         }
     })
     .await;
+    let idle = warm_namespaces(&case.runtime, cluster, 1).await;
     let eni = interface(&network, 13);
     let spec = web_task(&case, "badbridge", &eni);
     case.engine.apply(vec![spec.clone()]);
@@ -1002,15 +1196,18 @@ async fn a_failed_attach_leaves_nothing_behind() {
         "{reason}"
     );
     assert_eq!(case.sink.attachments(), ["DETACHED"]);
-    // Neither the namespace nor the container made in it is left, nor any
-    // interface.
+    // Neither the warm namespace it tried first nor the one it made for
+    // itself is left, nor any interface.
     assert!(
         task_containers(&case.runtime, &spec.task_arn)
             .await
             .is_empty()
     );
+    let now = warm_namespaces(&case.runtime, cluster, 1).await;
+    assert_ne!(now, idle);
     assert!(!host_end(&eni.ipv4_address).exists());
     assert!(!std::path::Path::new("/sys/fs/cgroup/memory/berth/badbridge").exists());
+    case.engine.shutdown().await;
     case.clean().await;
     case_network_removed(&network).await;
 }

@@ -4,9 +4,10 @@
 //! the containers after the cleanup wait.
 //!
 //! An awsvpc task (one with a network interface) first gets its namespace:
-//! a pause container given the task's address, which its containers join.
-//! The record names that container, so a restarted agent knows it got the
-//! address.
+//! a pause container — one of the warm pool when the task asks nothing of
+//! the namespace itself, else a new one — given the task's address, which
+//! its containers join. The record names that container, so a restarted
+//! agent adopts it even without a label naming the task.
 //! Its reports carry the interface's attachment: `ATTACHED` with PENDING
 //! (the namespace is up), `DETACHING` with the STOPPED report once the
 //! containers have stopped, then `DETACHED` with a second STOPPED report
@@ -31,6 +32,7 @@ use berth_types::{
 use tokio::time::Instant;
 
 use super::inbox::Receiver;
+use super::pool::Launch;
 use super::{DETACHED, ImagePullBehavior, Shared, TaskRecord};
 use crate::cgroup::Cgroups;
 use crate::report::Report;
@@ -191,6 +193,9 @@ pub(crate) struct Supervisor {
     /// Where the containers' ports are reported bound: the task's address
     /// (awsvpc), else every address of the host.
     bind_ip: String,
+    /// Held from the task's arrival until it runs or stops, so the warm
+    /// pool's refills leave the engine to it meanwhile.
+    launch: Option<Launch>,
 }
 
 impl Supervisor {
@@ -276,6 +281,11 @@ impl Supervisor {
         // starts over.
         let was_adopted =
             reported.is_some() || adopted.iter().any(|c| c.status != ContainerStatus::Created);
+        let launch = if reported.is_none() {
+            shared.pool.as_ref().map(|pool| pool.launch())
+        } else {
+            None
+        };
         for info in adopted {
             let Some(c) = containers
                 .iter_mut()
@@ -349,6 +359,7 @@ impl Supervisor {
             attachment,
             network_failed: false,
             bind_ip,
+            launch,
         }
     }
 
@@ -494,6 +505,28 @@ impl Supervisor {
             mac_address: eni.mac_address.clone(),
         };
         let hostname = definitions().find_map(|d| d.hostname.clone());
+        // The warm pool's namespaces were made with none of these.
+        let plain = hostname.is_none()
+            && dns_servers.is_empty()
+            && dns_search_domains.is_empty()
+            && extra_hosts.is_empty();
+        if plain && let Some(id) = self.shared.pool.as_ref().and_then(|pool| pool.claim()) {
+            match self.bring_up(&id, false, &network, &address).await {
+                Ok(()) => {
+                    tracing::info!(
+                        task = self.spec.task_arn,
+                        id,
+                        address = address.ipv4_address,
+                        "task network namespace up (warm)"
+                    );
+                    return Ok(());
+                }
+                // It may have died idle: a new one has a better chance.
+                Err(error) => {
+                    tracing::warn!(%error, task = self.spec.task_arn, id, "cannot attach a warm namespace; making one");
+                }
+            }
+        }
         let mut labels = self.labels(PAUSE_CONTAINER_NAME);
         labels.insert(LABEL_ATTACHMENT_ARN.to_owned(), eni.attachment_arn);
         let spec = NamespaceSpec {
@@ -517,7 +550,7 @@ impl Supervisor {
             .create_namespace(&spec)
             .await
             .map_err(|e| e.to_string())?;
-        self.bring_up(&id, &network, &address)
+        self.bring_up(&id, true, &network, &address)
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(
@@ -529,7 +562,8 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts namespace `id` and gives it the task's address, meanwhile checking the task's images and creating
+    /// Starts namespace `id` (unless it runs already) and gives it the
+    /// task's address, meanwhile checking the task's images and creating
     /// its first containers in it: those only need the namespace to exist,
     /// and a container start is the longest step of a launch. A namespace
     /// that does not come up is removed (or left to the teardown when it
@@ -537,12 +571,15 @@ impl Supervisor {
     async fn bring_up(
         &mut self,
         id: &str,
+        start: bool,
         network: &TaskNetwork,
         address: &TaskAddress,
     ) -> Result<(), RuntimeError> {
         let runtime = self.shared.runtime.clone();
         let up = async {
-            runtime.start(id).await?;
+            if start {
+                runtime.start(id).await?;
+            }
             runtime.attach_namespace(id, network, address).await
         };
         let (result, ()) = tokio::join!(up, self.prepare(id));
@@ -785,6 +822,7 @@ impl Supervisor {
         if !self.stopping {
             self.stopping = true;
             self.stop_reason = reason;
+            self.launch = None;
         }
     }
 
@@ -1367,6 +1405,9 @@ impl Supervisor {
         };
         self.shared.reporter.send(Report::Task(request));
         self.reported = Some(status.to_owned());
+        if status != "PENDING" {
+            self.launch = None;
+        }
         self.save();
     }
 

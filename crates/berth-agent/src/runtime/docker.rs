@@ -36,9 +36,9 @@ use super::pause::{PAUSE_IMAGE, PAUSE_PROGRAM};
 use super::veth;
 use super::{
     BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, CreateSpec, EventStream,
-    ImageInfo, LABEL_OWNER, LABEL_TASK_ARN, LogLine, LogStream, MountSource, NamespaceSpec,
-    PortBinding, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion, TaskAddress,
-    TaskNetwork,
+    ImageInfo, LABEL_OWNER, LABEL_TASK_ARN, LABEL_WARM_NAMESPACE, LogLine, LogStream, MountSource,
+    NamespaceSpec, PortBinding, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion,
+    TaskAddress, TaskNetwork,
 };
 
 // Docker's own HTTP timeout must outlast the longest `docker stop` (ECS
@@ -1164,6 +1164,22 @@ impl ContainerRuntime for DockerRuntime {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn list_warm_namespaces<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ContainerInfo>, RuntimeError>> {
+        Box::pin(async move {
+            let filters = HashMap::from([(
+                "label".to_owned(),
+                vec![
+                    LABEL_WARM_NAMESPACE.to_owned(),
+                    format!("{LABEL_OWNER}={owner}"),
+                ],
+            )]);
+            self.list(&filters).await
         })
     }
 

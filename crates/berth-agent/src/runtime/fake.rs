@@ -21,8 +21,9 @@ use tokio::sync::{mpsc, watch};
 use super::network;
 use super::{
     BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, CreateSpec, EventStream,
-    ImageInfo, LABEL_TASK_ARN, LogLine, LogStream, NamespaceSpec, RuntimeError, RuntimeEvent,
-    RuntimeEventKind, RuntimeVersion, TaskAddress, TaskNetwork,
+    ImageInfo, LABEL_OWNER, LABEL_TASK_ARN, LABEL_WARM_NAMESPACE, LogLine, LogStream,
+    NamespaceSpec, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion, TaskAddress,
+    TaskNetwork,
 };
 
 /// What a fake container does once started.
@@ -776,6 +777,22 @@ impl ContainerRuntime for FakeRuntime {
             container.info.networks =
                 vec![(network.name.clone(), vec![address.ipv4_address.clone()])];
             Ok(())
+        })
+    }
+
+    fn list_warm_namespaces<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ContainerInfo>, RuntimeError>> {
+        Box::pin(async move {
+            Ok(self
+                .containers()
+                .into_iter()
+                .filter(|c| {
+                    c.labels.contains_key(LABEL_WARM_NAMESPACE)
+                        && c.labels.get(LABEL_OWNER).map(String::as_str) == Some(owner)
+                })
+                .collect())
         })
     }
 

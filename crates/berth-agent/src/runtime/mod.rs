@@ -64,6 +64,10 @@ pub const LABEL_OWNER: &str = "io.berth.agent-instance-id";
 /// interface, so a namespace found without its task's record can still be
 /// reported detached.
 pub const LABEL_ATTACHMENT_ARN: &str = "io.berth.task-eni.attachment-arn";
+/// On a pause container made ahead of any task (the agent's warm pool):
+/// it belongs to no task until the agent's record of a task claims it, as
+/// labels cannot be changed afterwards.
+pub const LABEL_WARM_NAMESPACE: &str = "io.berth.warm-namespace";
 
 /// A failed runtime operation. The messages are what the runtime said, so the
 /// engine can put them into ECS reasons (`CannotStartContainerError: …`).
@@ -153,7 +157,8 @@ pub struct NamespaceSpec {
     /// The runtime's container name.
     pub name: String,
     /// The task's labels, with [`LABEL_CONTAINER_NAME`] the pause
-    /// container's.
+    /// container's; or, for a namespace of the warm pool, the owner's and
+    /// [`LABEL_WARM_NAMESPACE`].
     pub labels: BTreeMap<String, String>,
     /// The task's cgroup, so the namespace's process counts against it.
     pub cgroup_parent: Option<String>,
@@ -320,6 +325,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         network: &'a TaskNetwork,
         address: &'a TaskAddress,
     ) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// Every pause container of agent `owner`'s warm pool (carrying
+    /// [`LABEL_WARM_NAMESPACE`]), running or not, claimed by a task or not.
+    fn list_warm_namespaces<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ContainerInfo>, RuntimeError>>;
     /// Removes a pause container whatever its state; its namespace, and
     /// with it the task's interface and address, goes too.
     fn remove_namespace<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
