@@ -5,16 +5,20 @@ ECS):
 - the seed's `platform-task` (awsvpc, FARGATE, 256/512, `next-api` on 8000
   with ENV=production; the image is a locally built stand-in) runs as a task:
   it answers on its privateIPv4Address:8000, its container shares the
-  namespace of a pause container holding that address, and its task cgroup
-  holds the task's memory limit;
-- it runs as a service of 3: every task answers on its own address, tasks
-  reach each other by address, and two containers of one task reach each
-  other on localhost;
+  namespace of a pause container taken from the agent's warm pool (on no
+  Docker network: the agent gave it the address, which `ip` inside the task
+  shows on eth0, through a veth on the task network's bridge), the pool
+  refills, and the task cgroup holds the task's memory limit;
+- it runs as a service of 3 (more tasks at once than the pool holds, so
+  some make their own namespace): every task answers on its own address,
+  tasks reach each other by address, and two containers of one task reach
+  each other on localhost;
 - a container that exceeds the task's memory is OOM-killed and reported as
   OutOfMemoryError;
 - an invalid cpu/memory pair is refused;
-- after stopping, no container (the pause included), address or cgroup is
-  left behind.
+- after stopping, no container (the pause included), cgroup, or veth of the
+  task's address (and so no namespace) is left behind;
+- stopping `berth dev` removes the pool's idle namespaces.
 
 Needs Docker: without CI=true the module is skipped when no engine answers;
 with CI=true it fails loudly.
@@ -37,8 +41,11 @@ from harness import ACCESS_KEY, REGION, SECRET_KEY, berth_bin, cluster_arn, remo
 
 NETWORK = ("awsvpcConfiguration={subnets=[subnet-12345678],securityGroups=[sg-12345678],"
            "assignPublicIp=ENABLED}")
-PAUSE = "~internal~ecs~pause"
 CGROUP_MEMORY = Path("/sys/fs/cgroup/memory/berth")
+LABEL_WARM = "io.berth.warm-namespace"
+LABEL_OWNER = "io.berth.agent-instance-id"
+# `berth dev`'s Fargate agent keeps as many as `berth agent --fargate` does.
+WARM = 2
 
 
 def platform_task(family: str, image: str = "berth-test/next-api:latest", **extra) -> dict:
@@ -149,30 +156,77 @@ def containers_of(task_arn: str) -> list[str]:
     return Docker.ids_with_label(LABEL_TASK_ARN, task_arn)
 
 
-def assert_nothing_left(task: dict, within=15.0):
-    """No container (pause included), no cgroup and no address of the task."""
+def veth(ip: str) -> Path:
+    """The host end of the veth pair of the namespace holding `ip` (`bv` + the address in hex)."""
+    return Path("/sys/class/net") / ("bv" + "".join(f"{int(o):02x}" for o in ip.split(".")))
+
+
+def pause_of(container_id: str) -> str:
+    """The pause container whose namespace a task's container joined."""
+    mode = Docker.inspect(container_id)["HostConfig"]["NetworkMode"]
+    assert mode.startswith("container:"), mode
+    return mode.split(":", 1)[1]
+
+
+def assert_attached(container_id: str, ip: str) -> str:
+    """The task's container runs in a pause container's namespace that is on no Docker
+    network, holds `ip` on eth0 (seen from inside) and is plugged into the task
+    network's bridge (seen from the host). Returns the pause container's id."""
+    pause = Docker.inspect(pause_of(container_id))
+    assert pause["HostConfig"]["NetworkMode"] == "none"
+    assert list(pause["NetworkSettings"]["Networks"]) == ["none"]
+    out = Docker.run("exec", container_id, "ip", "-4", "addr", "show", "eth0").stdout
+    assert f"inet {ip}/22 " in out, out
+    assert (veth(ip) / "master").resolve().name.startswith("br-"), f"{veth(ip)} is on no bridge"
+    return pause["Id"]
+
+
+def fargate_owner(server) -> str:
+    """The instance id of `berth dev`'s Fargate agent, which labels its warm namespaces."""
+    identity = json.loads((server.data_dir / "agent-fargate" / "instance.json").read_text())
+    return identity["instance_id"]
+
+
+def warm_namespaces(owner: str, running=True) -> list[str]:
+    args = ["ps", "-q", "--no-trunc", "--filter", f"label={LABEL_WARM}", "--filter", f"label={LABEL_OWNER}={owner}"]
+    if not running:
+        args.insert(1, "-a")
+    return Docker.run(*args).stdout.split()
+
+
+def wait_for(what: str, check, within=30.0):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{what} did not happen within {within}s")
+
+
+def assert_nothing_left(task: dict, pauses=(), within=15.0):
+    """No container of the task (nor the pause containers in `pauses`, which a
+    namespace of the warm pool needs: no label names its task), no cgroup, and no
+    veth of the task's address, which lives exactly as long as its namespace."""
     arn, task_id = task["taskArn"], task["taskArn"].rsplit("/", 1)[1]
     ip = address(task)
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        left = containers_of(arn)
+        left = containers_of(arn) + [p for p in pauses if Docker.exists(p)]
         cgroup = (CGROUP_MEMORY / task_id).exists()
-        if not left and not cgroup:
+        link = veth(ip).exists()
+        if not left and not cgroup and not link:
             break
         time.sleep(0.2)
     else:
-        pytest.fail(f"task {task_id} left containers {left} / cgroup {cgroup}")
-    networks = Docker.run("network", "ls", "--filter", "name=berth-eni-", "-q").stdout.split()
-    for net in networks:
-        info = json.loads(Docker.run("network", "inspect", net).stdout)[0]
-        held = [c.get("IPv4Address", "").split("/")[0] for c in (info.get("Containers") or {}).values()]
-        assert ip not in held, f"{ip} is still attached to {info['Name']}"
+        pytest.fail(f"task {task_id} left containers {left} / cgroup {cgroup} / veth {link}")
 
 
 def test_the_seed_platform_task_runs_on_its_own_address(dev):
     cluster = dev.cluster()
     family = unique("platform-task")
     dev.register(platform_task(family))
+    owner = fargate_owner(dev.server)
+    wait_for("a full warm pool", lambda: len(warm_namespaces(owner)) == WARM)
     out = dev.ecs("run-task", "--cluster", cluster, "--task-definition", family, "--launch-type", "FARGATE",
                   "--network-configuration", NETWORK).json
     assert out["failures"] == []
@@ -189,15 +243,15 @@ def test_the_seed_platform_task_runs_on_its_own_address(dev):
     assert get_eventually(f"http://{ip}:8000/") == "next-api"
     assert get(f"http://{ip}:8000/env") == "production"
 
-    # The container joins the namespace of the task's pause container, which
-    # holds the address; the task's cgroup holds its memory.
+    # The container joins the namespace of a pause container from the warm pool
+    # (which no label ties to the task), given the task's address by the agent;
+    # the pool refills; the task's cgroup holds its memory.
     ids = containers_of(arn)
     info = {Docker.inspect(i)["Config"]["Labels"][LABEL_CONTAINER_NAME]: Docker.inspect(i) for i in ids}
-    assert set(info) == {"next-api", PAUSE}
-    pause = info[PAUSE]
-    assert info["next-api"]["HostConfig"]["NetworkMode"] == f"container:{pause['Id']}"
-    [net] = pause["NetworkSettings"]["Networks"].values()
-    assert net["IPAddress"] == ip
+    assert set(info) == {"next-api"}
+    pause = assert_attached(info["next-api"]["Id"], ip)
+    assert LABEL_WARM in Docker.inspect(pause)["Config"]["Labels"]
+    wait_for("the pool's refill", lambda: len(warm_namespaces(owner)) == WARM + 1)
     task_id = arn.rsplit("/", 1)[1]
     limit = int((CGROUP_MEMORY / task_id / "memory.limit_in_bytes").read_text())
     assert limit == 512 * 1024 * 1024
@@ -207,7 +261,7 @@ def test_the_seed_platform_task_runs_on_its_own_address(dev):
     [stopped] = dev.describe(cluster, [arn])
     assert stopped["attachments"][0]["status"] == "DETACHED"
     assert stopped["stopCode"] == "UserInitiated"
-    assert_nothing_left(stopped)
+    assert_nothing_left(stopped, pauses=[pause])
 
 
 def test_a_service_of_three_tasks_that_reach_each_other(dev):
@@ -238,6 +292,8 @@ def test_a_service_of_three_tasks_that_reach_each_other(dev):
                 return i
         raise AssertionError(f"no container {name} in {task['taskArn']}")
 
+    pauses = [assert_attached(container(t, "next-api"), ip) for t, ip in zip(tasks, ips)]
+    assert len(set(pauses)) == 3
     first = container(tasks[0], "next-api")
     # Task to task, by address.
     for ip in ips[1:]:
@@ -250,7 +306,7 @@ def test_a_service_of_three_tasks_that_reach_each_other(dev):
     dev.ecs("wait", "services-inactive", "--cluster", cluster, "--services", "api", timeout=300)
     dev.ecs("wait", "tasks-stopped", "--cluster", cluster, "--tasks", *arns, timeout=300)
     for t in dev.describe(cluster, arns):
-        assert_nothing_left(t)
+        assert_nothing_left(t, pauses=pauses)
 
 
 def test_a_container_over_the_task_memory_is_oom_killed(dev):
@@ -281,3 +337,19 @@ def test_an_invalid_cpu_memory_pair_is_refused(dev):
     assert res.returncode != 0
     assert "ClientException" in res.stderr
     assert "No Fargate configuration exists for given values." in res.stderr
+
+
+def test_stopping_berth_dev_removes_idle_warm_namespaces():
+    require_docker()
+    root = Path(tempfile.mkdtemp(prefix="berth-e2e-fargate-pool-"))
+    server = BerthDev(data_dir=root / "data", log_dir=root / "logs")
+    try:
+        server.start()
+        wait_pool(server)
+        owner = fargate_owner(server)
+        wait_for("a full warm pool", lambda: len(warm_namespaces(owner)) == WARM)
+        assert server.stop() == 0, server.log_tail()
+        assert warm_namespaces(owner, running=False) == [], server.log_tail()
+    finally:
+        server.stop()
+        remove_tree(root)

@@ -103,6 +103,11 @@ pub struct AgentConfig {
     /// Simulated hosts, whose containers die with the process, keep them in
     /// memory only.
     pub keep_task_state: bool,
+    /// How many network namespaces to keep started ahead of awsvpc tasks
+    /// (`--warm-namespaces`); a task that asks nothing of its namespace
+    /// (hostname, DNS, extra hosts) takes one instead of waiting for a
+    /// pause container to start. Idle ones are removed at shutdown.
+    pub warm_namespaces: usize,
 }
 
 impl AgentConfig {
@@ -134,6 +139,7 @@ impl AgentConfig {
             metadata_endpoint: true,
             metadata_listen: None,
             keep_task_state: true,
+            warm_namespaces: 0,
         }
     }
 
@@ -144,6 +150,7 @@ impl AgentConfig {
         config.stop_timeout = self.stop_timeout;
         config.image_pull_behavior = self.image_pull_behavior;
         config.task_cgroups = self.task_cgroups;
+        config.warm_namespaces = self.warm_namespaces;
         if let Some(range) = &self.port_range {
             config.port_range = range.clone();
         }
@@ -351,8 +358,9 @@ fn registration(
 
 /// Runs the agent until `shutdown` resolves: makes sure of its task network,
 /// registers the host, keeps the push channel open, runs what the control
-/// plane asks for. On shutdown the containers keep running; the next start
-/// adopts them. The task network goes too when no container uses it.
+/// plane asks for. On shutdown the tasks' containers keep running; the next
+/// start adopts them. Idle warm namespaces go, and the task network too
+/// when no task uses it.
 pub async fn run(
     config: AgentConfig,
     runtime: Arc<dyn ContainerRuntime>,
@@ -486,11 +494,11 @@ pub(crate) async fn run_host(
         result = work => result,
         () = shutdown => Ok(()),
     };
-    engine.detach();
+    engine.shutdown().await;
     let _ = metadata_stop.send(());
     if let Some(network) = &task_network {
-        // Refused while pause containers of running tasks are attached,
-        // which the next start adopts along with the network.
+        // Refused while namespaces of running tasks are attached, which
+        // the next start adopts along with the network.
         match runtime.remove_task_network(network).await {
             Ok(()) => tracing::info!(network = network.name, "removed the task network"),
             Err(error) => {
@@ -561,6 +569,7 @@ mod tests {
         let network = TaskNetwork {
             name: "berth-eni-i-0123456789abcdef0".into(),
             subnet: "100.64.4.0/22".into(),
+            bridge: "br-0123456789ab".into(),
         };
         let request = registration(
             &config,

@@ -131,6 +131,9 @@ impl Simulation {
         config.ship_logs = false;
         config.task_cgroups = false;
         config.metadata_endpoint = false;
+        // A warm namespace saves a real container's start; a fake one
+        // starts at once, and idle ones would only take memory.
+        config.warm_namespaces = 0;
         config
     }
 

@@ -1,7 +1,9 @@
 //! The engine on the real Docker Engine, with a busybox image built here
 //! (no registry is reachable). Runs when a Docker socket exists or when
 //! `CI=true`; in CI a missing Docker fails the tests instead of skipping.
-//! awsvpc tasks get a task network each test makes and removes.
+//! awsvpc tasks get a task network each test makes and removes; their
+//! namespaces are checked from inside (`ip` in the task's container) and
+//! from the host (the veth on the network's bridge, the namespace itself).
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 use berth_agent::runtime::docker::DockerRuntime;
 use berth_agent::runtime::network::Subnet;
 use berth_agent::runtime::pause::PAUSE_IMAGE;
+use berth_agent::runtime::veth::host_interface;
 use berth_agent::runtime::{
     BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, LABEL_CLUSTER,
     LABEL_CONTAINER_NAME, LABEL_TASK_ARN, TaskNetwork,
@@ -120,10 +123,20 @@ struct Case {
 
 /// Removes every container of a test cluster, including ones a failed
 /// earlier run left behind (they carry the same task ARNs and would
-/// otherwise be adopted).
+/// otherwise be adopted), and the warm namespaces of the agent named after
+/// it.
 async fn remove_cluster_containers(runtime: &DockerRuntime, cluster: &str) {
-    for container in runtime.list_managed().await.unwrap() {
-        if container.labels.get(LABEL_CLUSTER).map(String::as_str) == Some(cluster) {
+    let warm = runtime.list_warm_namespaces(cluster).await.unwrap();
+    for container in runtime
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .chain(warm)
+    {
+        if container.labels.get(LABEL_CLUSTER).map(String::as_str) == Some(cluster)
+            || !container.labels.contains_key(LABEL_TASK_ARN)
+        {
             let options = RemoveContainerOptionsBuilder::new()
                 .force(true)
                 .v(true)
@@ -151,10 +164,19 @@ impl Case {
 
     /// An engine whose agent owns a task network, named after the cluster.
     async fn awsvpc(runtime: DockerRuntime, cluster: &str) -> (Self, TaskNetwork) {
+        Self::awsvpc_with(runtime, cluster, |_| {}).await
+    }
+
+    async fn awsvpc_with(
+        runtime: DockerRuntime,
+        cluster: &str,
+        configure: impl FnOnce(&mut EngineConfig),
+    ) -> (Self, TaskNetwork) {
         let network = runtime.ensure_task_network(cluster).await.unwrap();
         let case = Self::with_config(runtime, cluster, |config| {
             config.owner = cluster.to_owned();
             config.task_network = Some(network.clone());
+            configure(config);
         })
         .await;
         (case, network)
@@ -219,7 +241,16 @@ impl Case {
         remove_cluster_containers(&self.runtime, &self.cluster).await;
         if let Some(cgroups) = berth_agent::cgroup::Cgroups::detect() {
             for task in [
-                "exit", "kill", "oom", "port", "awsvpc", "gateway", "adopted",
+                "exit",
+                "kill",
+                "oom",
+                "port",
+                "awsvpc",
+                "gateway",
+                "adopted",
+                "warm",
+                "warm-adopted",
+                "badbridge",
             ] {
                 let _ = cgroups.remove(task);
             }
@@ -619,6 +650,123 @@ fn http_get(address: &str, port: u16) -> String {
     body
 }
 
+/// `command` run in container `id` (`docker exec`): its stdout.
+async fn exec(id: &str, command: &[&str]) -> String {
+    let output = tokio::process::Command::new("docker")
+        .arg("exec")
+        .arg(id)
+        .args(command)
+        .output()
+        .await
+        .expect("docker exec");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The pause container whose namespace container `id` joined.
+async fn namespace_of(runtime: &DockerRuntime, id: &str) -> String {
+    let inspect = runtime.client().inspect_container(id, None).await.unwrap();
+    let mode = inspect.host_config.unwrap().network_mode.unwrap();
+    mode.strip_prefix("container:")
+        .unwrap_or_else(|| panic!("{id} runs in {mode}, not a joined namespace"))
+        .to_owned()
+}
+
+/// The host end of the veth pair of the namespace holding `address`.
+fn host_end(address: &str) -> std::path::PathBuf {
+    std::path::Path::new("/sys/class/net").join(host_interface(address.parse().unwrap()))
+}
+
+/// The network namespace of container `id` (its inode, as `ip netns
+/// identify` would compare them).
+async fn namespace_inode(runtime: &DockerRuntime, id: &str) -> std::path::PathBuf {
+    let inspect = runtime.client().inspect_container(id, None).await.unwrap();
+    let pid = inspect.state.unwrap().pid.unwrap();
+    std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap()
+}
+
+/// Whether any process of the host is in network namespace `inode`.
+fn namespace_lives(inode: &std::path::Path) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|entry| std::fs::read_link(entry.path().join("ns/net")).is_ok_and(|ns| ns == inode))
+}
+
+/// Waits until `gone` holds (the kernel frees a namespace's interfaces a
+/// moment after its last process).
+async fn eventually(what: &str, gone: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Checks, from inside and from the host, that container `app` of a task
+/// lives in a namespace holding `eni`'s address on `network`: eth0 with
+/// the address and MAC, a default route via the gateway, the host end on
+/// the network's bridge, and the pause container on no Docker network.
+async fn assert_attached(
+    runtime: &DockerRuntime,
+    app: &str,
+    network: &TaskNetwork,
+    eni: &TaskNetworkInterface,
+) -> String {
+    let pause = namespace_of(runtime, app).await;
+    let addresses = exec(app, &["ip", "-4", "addr", "show", "eth0"]).await;
+    let prefix = network.subnet.split_once('/').unwrap().1;
+    assert!(
+        addresses.contains(&format!("inet {}/{prefix}", eni.ipv4_address)),
+        "{addresses}"
+    );
+    let link = exec(app, &["ip", "link", "show", "eth0"]).await;
+    assert!(link.contains(&eni.mac_address), "{link}");
+    let gateway = Subnet::parse(&network.subnet).unwrap().gateway().unwrap();
+    let routes = exec(app, &["ip", "route"]).await;
+    assert!(
+        routes.contains(&format!("default via {gateway} dev eth0")),
+        "{routes}"
+    );
+    let master = std::fs::read_link(host_end(&eni.ipv4_address).join("master")).unwrap();
+    assert_eq!(
+        master.file_name().unwrap().to_str(),
+        Some(network.bridge.as_str())
+    );
+    let inspect = runtime
+        .client()
+        .inspect_container(&pause, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        inspect.host_config.unwrap().network_mode.as_deref(),
+        Some("none")
+    );
+    let networks = inspect.network_settings.unwrap().networks.unwrap();
+    assert!(
+        networks.keys().all(|n| n == "none"),
+        "the pause container is on no Docker network: {networks:?}"
+    );
+    pause
+}
+
+/// A TCP server on every address of the host that says `pong` to whoever
+/// connects.
+fn pong_server() -> u16 {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(b"pong");
+        }
+    });
+    port
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awsvpc_task_gets_its_own_address_and_leaves_nothing() {
     let Some(runtime) = docker().await else {
@@ -634,6 +782,13 @@ async fn awsvpc_task_gets_its_own_address_and_leaves_nothing() {
     web.port_mappings = Some(vec![PortMapping {
         container_port: Some(8000),
         ..Default::default()
+    }]);
+    // Settings joined containers cannot have: the pause container's.
+    web.dns_servers = Some(vec!["10.0.0.2".into()]);
+    web.dns_search_domains = Some(vec!["corp.example".into()]);
+    web.extra_hosts = Some(vec![berth_types::HostEntry {
+        hostname: "db".into(),
+        ip_address: "10.0.0.5".into(),
     }]);
     // Reaches the web container over the task's loopback.
     let mut client = sh(
@@ -657,8 +812,8 @@ async fn awsvpc_task_gets_its_own_address_and_leaves_nothing() {
     assert_eq!(binding.bind_ip.as_deref(), Some(eni.ipv4_address.as_str()));
     assert_eq!(binding.host_port, Some(8000));
 
-    // The pause container holds the exact address and MAC; the task's
-    // containers live in its namespace.
+    // The task's containers live in the pause container's namespace, which
+    // holds the exact address and MAC.
     assert!(
         case.runtime
             .inspect_image(PAUSE_IMAGE)
@@ -669,34 +824,26 @@ async fn awsvpc_task_gets_its_own_address_and_leaves_nothing() {
     let containers = task_containers(&case.runtime, &spec.task_arn).await;
     let pause = named(&containers, PAUSE_CONTAINER_NAME).expect("a pause container");
     assert_eq!(pause.status, ContainerStatus::Running);
+    let web_id = named(&containers, "web").unwrap().id.clone();
     assert_eq!(
-        pause.networks,
-        [(network.name.clone(), vec![eni.ipv4_address.clone()])]
+        assert_attached(&case.runtime, &web_id, &network, &eni).await,
+        pause.id
     );
-    let inspect = case
-        .runtime
-        .client()
-        .inspect_container(&pause.id, None)
-        .await
-        .unwrap();
-    let endpoint = &inspect.network_settings.unwrap().networks.unwrap()[&network.name];
-    assert_eq!(
-        endpoint.mac_address.as_deref(),
-        Some(eni.mac_address.as_str())
-    );
-    let web_id = &named(&containers, "web").unwrap().id;
-    let web = case
-        .runtime
-        .client()
-        .inspect_container(web_id, None)
-        .await
-        .unwrap();
-    assert_eq!(
-        web.host_config.unwrap().network_mode,
-        Some(format!("container:{}", pause.id))
+    let namespace = namespace_inode(&case.runtime, &pause.id).await;
+    let resolv = exec(&web_id, &["cat", "/etc/resolv.conf"]).await;
+    assert!(resolv.contains("nameserver 10.0.0.2"), "{resolv}");
+    assert!(resolv.contains("search corp.example"), "{resolv}");
+    let hosts = exec(&web_id, &["cat", "/etc/hosts"]).await;
+    assert!(hosts.contains("10.0.0.5\tdb"), "{hosts}");
+    let hostname = exec(&web_id, &["hostname"]).await;
+    assert!(
+        hosts.contains(&format!("{}\t{}", eni.ipv4_address, hostname.trim())),
+        "the task's hostname resolves to its address: {hosts}"
     );
 
-    // The host reaches the task at its address.
+    // The host reaches the task at its address, and the task the host's
+    // other addresses (the metadata endpoint's bridge gateway among them)
+    // through its default route.
     let mut body = String::new();
     for _ in 0..50 {
         body = http_get(&eni.ipv4_address, 8000);
@@ -706,6 +853,18 @@ async fn awsvpc_task_gets_its_own_address_and_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(body.contains("hello-awsvpc"), "got {body:?}");
+    let port = pong_server();
+    let host = case
+        .runtime
+        .bridge_gateway()
+        .await
+        .expect("a bridge gateway");
+    let pong = exec(
+        &web_id,
+        &["nc", "-w", "5", &host.to_string(), &port.to_string()],
+    )
+    .await;
+    assert_eq!(pong, "pong");
     let deadline = Instant::now() + Duration::from_secs(30);
     let client = loop {
         let containers = task_containers(&case.runtime, &spec.task_arn).await;
@@ -752,6 +911,11 @@ async fn awsvpc_task_gets_its_own_address_and_leaves_nothing() {
         !std::path::Path::new("/sys/fs/cgroup/memory/berth/awsvpc").exists(),
         "the task cgroup is gone"
     );
+    eventually("the task's veth left the bridge", || {
+        !host_end(&eni.ipv4_address).exists()
+    })
+    .await;
+    assert!(!namespace_lives(&namespace), "the namespace is gone");
     assert!(http_get(&eni.ipv4_address, 8000).is_empty());
 
     case.clean().await;
@@ -800,7 +964,250 @@ async fn an_address_docker_refuses_fails_the_task_cleanly() {
             .await
             .is_empty()
     );
+    assert!(!host_end(&interface(&network, 1).ipv4_address).exists());
     assert!(!std::path::Path::new("/sys/fs/cgroup/memory/berth/gateway").exists());
+    case.clean().await;
+    case_network_removed(&network).await;
+}
+
+/// The running warm namespaces of agent `owner` once there are `count` of
+/// them (claimed ones included), and no other.
+async fn warm_namespaces(runtime: &DockerRuntime, owner: &str, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let warm = runtime.list_warm_namespaces(owner).await.unwrap();
+        let running: Vec<String> = warm
+            .iter()
+            .filter(|c| c.status == ContainerStatus::Running)
+            .map(|c| c.id.clone())
+            .collect();
+        if running.len() == count && warm.len() == count {
+            return running;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{owner} has {} warm namespaces, not {count}",
+            warm.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A task whose one container serves HTTP on port 8000 of the task's
+/// address, and asks nothing of its namespace.
+fn web_task(case: &Case, id: &str, eni: &TaskNetworkInterface) -> TaskSpec {
+    let mut web = sh(
+        "web",
+        "mkdir -p /www && echo hello-warm > /www/index.html && exec httpd -f -p 8000 -h /www",
+    );
+    web.port_mappings = Some(vec![PortMapping {
+        container_port: Some(8000),
+        ..Default::default()
+    }]);
+    let mut spec = case.task(id, vec![web]);
+    spec.network_mode = NetworkMode::Awsvpc;
+    spec.memory_mib = Some(128);
+    spec.network_interface = Some(eni.clone());
+    spec
+}
+
+async fn answers(address: &str) -> bool {
+    for _ in 0..50 {
+        if http_get(address, 8000).contains("hello-warm") {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_claims_a_warm_namespace_and_the_pool_refills() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let cluster = "berth-test-warm";
+    let (case, network) =
+        Case::awsvpc_with(runtime, cluster, |config| config.warm_namespaces = 2).await;
+    let idle = warm_namespaces(&case.runtime, cluster, 2).await;
+    let eni = interface(&network, 11);
+    let spec = web_task(&case, "warm", &eni);
+    case.engine.apply(vec![spec.clone()]);
+    case.sink.wait("RUNNING", Duration::from_secs(60)).await;
+
+    // The task took an idle namespace, which no label ties to it.
+    let containers = task_containers(&case.runtime, &spec.task_arn).await;
+    assert!(named(&containers, PAUSE_CONTAINER_NAME).is_none());
+    let web = named(&containers, "web").unwrap().id.clone();
+    let pause = assert_attached(&case.runtime, &web, &network, &eni).await;
+    assert!(idle.contains(&pause), "{pause} is not one of {idle:?}");
+    let namespace = namespace_inode(&case.runtime, &pause).await;
+    assert!(answers(&eni.ipv4_address).await);
+
+    // The pool makes up for it.
+    let refilled = warm_namespaces(&case.runtime, cluster, 3).await;
+    assert!(refilled.contains(&pause));
+
+    case.engine.apply(vec![TaskSpec {
+        desired_status: DesiredStatus::Stopped,
+        desired_version: 2,
+        ..spec.clone()
+    }]);
+    case.sink
+        .wait_attachment("DETACHED", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        case.sink.attachments(),
+        ["ATTACHED", "ATTACHED", "DETACHING", "DETACHED"]
+    );
+    let idle = warm_namespaces(&case.runtime, cluster, 2).await;
+    assert!(!idle.contains(&pause), "the claimed namespace is gone");
+    eventually("the task's veth left the bridge", || {
+        !host_end(&eni.ipv4_address).exists()
+    })
+    .await;
+    assert!(!namespace_lives(&namespace));
+
+    // A graceful shutdown leaves no idle namespace behind.
+    case.engine.shutdown().await;
+    assert!(
+        case.runtime
+            .list_warm_namespaces(cluster)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    case.clean().await;
+    case_network_removed(&network).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_engine_adopts_a_claimed_warm_namespace() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let cluster = "berth-test-warm-adopt";
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_owned();
+    let engine_config = |network: &TaskNetwork| {
+        let mut config = EngineConfig::new(cluster);
+        config.owner = cluster.to_owned();
+        config.task_network = Some(network.clone());
+        config.data_dir = Some(data_dir.clone());
+        config.stop_timeout = Duration::from_secs(2);
+        config.warm_namespaces = 1;
+        config
+    };
+    let (case, network) = Case::awsvpc_with(runtime, cluster, |config| {
+        config.data_dir = Some(data_dir.clone());
+        config.warm_namespaces = 1;
+    })
+    .await;
+    let idle = warm_namespaces(&case.runtime, cluster, 1).await;
+    let eni = interface(&network, 12);
+    let spec = web_task(&case, "warm-adopted", &eni);
+    case.engine.apply(vec![spec.clone()]);
+    case.sink.wait("RUNNING", Duration::from_secs(60)).await;
+    let web = named(&task_containers(&case.runtime, &spec.task_arn).await, "web")
+        .unwrap()
+        .id
+        .clone();
+    let pause = namespace_of(&case.runtime, &web).await;
+    assert_eq!(idle, [pause.as_str()]);
+    let spare = warm_namespaces(&case.runtime, cluster, 2).await;
+    // The agent goes away; its containers stay.
+    case.engine.detach();
+
+    let sink = Arc::new(Recorder::default());
+    let (engine, _health) = Engine::start(
+        case.runtime.clone() as Arc<dyn ContainerRuntime>,
+        Reporter::new(sink.clone(), None),
+        engine_config(&network),
+    )
+    .await
+    .unwrap();
+    assert_eq!(engine.live_tasks(), [spec.task_arn.as_str()]);
+    engine.apply(vec![spec.clone()]);
+    // The claimed namespace is the task's still; the idle one was removed
+    // and replaced.
+    let now = warm_namespaces(&case.runtime, cluster, 2).await;
+    assert!(now.contains(&pause));
+    assert!(
+        spare.iter().all(|id| id == &pause || !now.contains(id)),
+        "the idle namespace of the first run went: {spare:?} {now:?}"
+    );
+    assert_eq!(namespace_of(&case.runtime, &web).await, pause);
+    assert_attached(&case.runtime, &web, &network, &eni).await;
+    assert!(answers(&eni.ipv4_address).await);
+    let namespace = namespace_inode(&case.runtime, &pause).await;
+
+    engine.apply(vec![TaskSpec {
+        desired_status: DesiredStatus::Stopped,
+        desired_version: 2,
+        ..spec.clone()
+    }]);
+    sink.wait_attachment("DETACHED", Duration::from_secs(60))
+        .await;
+    assert_eq!(sink.attachments(), ["DETACHING", "DETACHED"]);
+    let left = warm_namespaces(&case.runtime, cluster, 1).await;
+    assert!(!left.contains(&pause));
+    eventually("the task's veth left the bridge", || {
+        !host_end(&eni.ipv4_address).exists()
+    })
+    .await;
+    assert!(!namespace_lives(&namespace));
+    engine.shutdown().await;
+    assert!(
+        case.runtime
+            .list_warm_namespaces(cluster)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    case.clean().await;
+    case_network_removed(&network).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attach_leaves_nothing_behind() {
+    let Some(runtime) = docker().await else {
+        return;
+    };
+    let cluster = "berth-test-badbridge";
+    // The network as the agent knows it names a bridge the host lacks: the
+    // veth is made, then cannot join it.
+    let (case, network) = Case::awsvpc_with(runtime, cluster, |config| {
+        config.warm_namespaces = 1;
+        if let Some(network) = &mut config.task_network {
+            network.bridge = "br-berthnone0".into();
+        }
+    })
+    .await;
+    let idle = warm_namespaces(&case.runtime, cluster, 1).await;
+    let eni = interface(&network, 13);
+    let spec = web_task(&case, "badbridge", &eni);
+    case.engine.apply(vec![spec.clone()]);
+    let report = case.sink.wait("STOPPED", Duration::from_secs(60)).await;
+    let reason = report.reason.clone().unwrap();
+    assert!(
+        reason.starts_with(
+            "ResourceInitializationError: failed to configure the task network: ip failed: "
+        ),
+        "{reason}"
+    );
+    assert_eq!(case.sink.attachments(), ["DETACHED"]);
+    // Neither the warm namespace it tried first nor the one it made for
+    // itself is left, nor any interface.
+    assert!(
+        task_containers(&case.runtime, &spec.task_arn)
+            .await
+            .is_empty()
+    );
+    let now = warm_namespaces(&case.runtime, cluster, 1).await;
+    assert_ne!(now, idle);
+    assert!(!host_end(&eni.ipv4_address).exists());
+    assert!(!std::path::Path::new("/sys/fs/cgroup/memory/berth/badbridge").exists());
+    case.engine.shutdown().await;
     case.clean().await;
     case_network_removed(&network).await;
 }

@@ -1137,3 +1137,197 @@ async fn an_orphaned_namespace_is_removed_and_reported_detached() {
         .collect();
     assert_eq!(names, ["web"]);
 }
+
+/// A pool engine keeping `warm` namespaces ready.
+async fn warm_pool(fake: &FakeRuntime, data_dir: Option<&std::path::Path>, warm: usize) -> Harness {
+    let mut config = config(data_dir);
+    config.cluster = FARGATE_POOL_CLUSTER.into();
+    config.owner = POOL_OWNER.into();
+    config.cleanup_wait = Duration::ZERO;
+    config.task_network = Some(fake.ensure_task_network(POOL_OWNER).await.unwrap());
+    config.warm_namespaces = warm;
+    start(fake.clone(), config).await
+}
+
+/// The ids of the owner's warm namespaces, claimed or not.
+async fn warm(fake: &FakeRuntime) -> Vec<String> {
+    fake.list_warm_namespaces(POOL_OWNER)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn plain_tasks_claim_warm_namespaces_refilled_once_they_run() {
+    let fake = pool_runtime();
+    // A container start slow enough to see the refill wait for it.
+    fake.set_default_behavior(FakeBehavior {
+        start_delay: Duration::from_millis(500),
+        ..FakeBehavior::default()
+    });
+    let h = warm_pool(&fake, None, 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let idle = warm(&fake).await;
+    assert_eq!(idle.len(), 2);
+
+    h.engine
+        .apply(vec![awsvpc_task(POOL_TASK, vec![container("web")])]);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        warm(&fake).await.len(),
+        2,
+        "no refill while the task starts"
+    );
+    h.sink.wait_status(POOL_TASK, "RUNNING").await;
+    let [pause] = &pauses(&fake)
+        .into_iter()
+        .filter(|p| !p.networks.is_empty())
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("one namespace holds an address");
+    };
+    // The fake's ids grow with each container.
+    assert_eq!(
+        Some(&pause.id),
+        idle.iter().min(),
+        "the oldest idle namespace"
+    );
+    assert_eq!(
+        pause.networks,
+        [(
+            fake.task_networks()[0].name.clone(),
+            vec!["100.64.0.9".to_owned()]
+        )]
+    );
+    assert!(!pause.labels.contains_key(LABEL_TASK_ARN));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(warm(&fake).await.len(), 3, "refilled once it ran");
+
+    // A task that asks its namespace for DNS servers gets one of its own.
+    let dns = "arn:aws:ecs:us-east-1:000000000000:task/web/dns";
+    let mut web = container("web");
+    web.dns_servers = Some(vec!["10.0.0.2".into()]);
+    let mut spec = awsvpc_task(dns, vec![web]);
+    spec.network_interface = Some(interface(10));
+    h.engine.apply(vec![spec]);
+    h.sink.wait_status(dns, "RUNNING").await;
+    let own: Vec<ContainerInfo> = pauses(&fake)
+        .into_iter()
+        .filter(|p| p.labels.get(LABEL_TASK_ARN).map(String::as_str) == Some(dns))
+        .collect();
+    assert_eq!(own.len(), 1);
+    assert_eq!(warm(&fake).await.len(), 3);
+
+    h.engine.apply(vec![stopped(
+        &awsvpc_task(POOL_TASK, vec![container("web")]),
+        2,
+    )]);
+    h.sink.wait_attachment(POOL_TASK, "DETACHED").await;
+    assert!(!warm(&fake).await.contains(&pause.id));
+
+    // A graceful shutdown removes the idle ones, and only them.
+    h.engine.shutdown().await;
+    assert!(warm(&fake).await.is_empty());
+    assert_eq!(pauses(&fake).len(), 1, "the running task keeps its own");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_namespace_that_cannot_be_attached_is_removed() {
+    let fake = pool_runtime();
+    let h = warm_pool(&fake, None, 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let idle = warm(&fake).await;
+    fake.fail_attachments(Some("RTNETLINK answers: No such device"));
+    h.engine
+        .apply(vec![awsvpc_task(POOL_TASK, vec![container("web")])]);
+    h.sink.wait_status(POOL_TASK, "STOPPED").await;
+    let report = h.sink.last(POOL_TASK);
+    assert_eq!(
+        report.reason.as_deref(),
+        Some(
+            "ResourceInitializationError: failed to configure the task network: RTNETLINK answers: No such device"
+        )
+    );
+    assert_eq!(h.sink.attachments(POOL_TASK), ["DETACHED"]);
+    // The warm namespace it tried and the one it made are both gone.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now = warm(&fake).await;
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, idle);
+    assert_eq!(pauses(&fake).len(), 1, "only the refilled one");
+    assert_eq!(h.fake.pulls(), Vec::<String>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_agent_adopts_a_claimed_warm_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = pool_runtime();
+    let spec = awsvpc_task(POOL_TASK, vec![container("web")]);
+    let first = warm_pool(&fake, Some(dir.path()), 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let [claimed] = &warm(&fake).await[..] else {
+        panic!("one idle namespace");
+    };
+    let claimed = claimed.clone();
+    first.engine.apply(vec![spec.clone()]);
+    first.sink.wait_status(POOL_TASK, "RUNNING").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = warm(&fake).await;
+    assert_eq!(before.len(), 2);
+    first.engine.detach();
+
+    let second = warm_pool(&fake, Some(dir.path()), 1).await;
+    assert_eq!(second.engine.live_tasks(), [POOL_TASK]);
+    second.engine.apply(vec![spec.clone()]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = warm(&fake).await;
+    assert_eq!(after.len(), 2);
+    assert!(after.contains(&claimed), "the task's namespace stays");
+    assert!(
+        before
+            .iter()
+            .all(|id| id == &claimed || !after.contains(id)),
+        "the idle one was replaced"
+    );
+    assert!(second.sink.statuses(POOL_TASK).is_empty(), "nothing to say");
+
+    second.engine.apply(vec![stopped(&spec, 2)]);
+    second.sink.wait_attachment(POOL_TASK, "DETACHED").await;
+    assert_eq!(
+        second.sink.attachments(POOL_TASK),
+        ["DETACHING", "DETACHED"]
+    );
+    assert!(!warm(&fake).await.contains(&claimed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_while_the_namespace_comes_up_starts_the_launch_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = pool_runtime();
+    let spec = awsvpc_task(POOL_TASK, vec![container("web")]);
+    let first = pool(&fake, Some(dir.path())).await;
+    // The agent dies while the address is being given: the container was
+    // already made in the namespace, and never started.
+    fake.set_attach_delay(Duration::from_secs(60));
+    first.engine.apply(vec![spec.clone()]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = fake.containers();
+    assert_eq!(before.len(), 2, "the pause container and web");
+    assert!(first.sink.statuses(POOL_TASK).is_empty());
+    first.engine.detach();
+
+    fake.set_attach_delay(Duration::ZERO);
+    let second = pool(&fake, Some(dir.path())).await;
+    second.engine.apply(vec![spec.clone()]);
+    second.sink.wait_status(POOL_TASK, "RUNNING").await;
+    assert_eq!(second.sink.statuses(POOL_TASK), ["PENDING", "RUNNING"]);
+    let after = fake.containers();
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|c| before.iter().all(|b| b.id != c.id)),
+        "both made anew: {after:?}"
+    );
+    assert!(after.iter().all(|c| c.status == ContainerStatus::Running));
+}

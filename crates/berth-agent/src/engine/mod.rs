@@ -3,7 +3,8 @@
 //! from the control plane and container events from the runtime to them, and
 //! on start adopts the containers an earlier run of the agent left behind —
 //! stopping those of tasks it has no record of, pause containers (awsvpc
-//! namespaces) included.
+//! namespaces) included, and removing the namespaces of its warm pool
+//! ([`pool`]) that no task claims.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;
@@ -31,7 +32,10 @@ use crate::runtime::{
 };
 
 mod inbox;
+mod pool;
 mod task;
+
+use pool::WarmPool;
 
 use task::{Supervisor, TaskMsg};
 
@@ -96,6 +100,9 @@ pub struct EngineConfig {
     /// The network awsvpc tasks get their namespaces on; `None`: such
     /// tasks fail to start.
     pub task_network: Option<TaskNetwork>,
+    /// How many namespaces to keep started ahead of the awsvpc tasks that
+    /// will claim them (with a task network only).
+    pub warm_namespaces: usize,
 }
 
 impl EngineConfig {
@@ -113,6 +120,7 @@ impl EngineConfig {
             metadata_address: None,
             availability_zone: None,
             task_network: None,
+            warm_namespaces: 0,
         }
     }
 
@@ -145,6 +153,11 @@ pub(crate) struct TaskRecord {
     pub stop_reason: Option<String>,
     #[serde(default)]
     pub execution_stopped_at: Option<Timestamp>,
+    /// The pause container holding the task's address (awsvpc): one of the
+    /// warm pool carries no label naming the task, and one made before a
+    /// crash may never have had the address.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 impl TaskRecord {
@@ -157,6 +170,7 @@ impl TaskRecord {
             attachment: None,
             stop_reason: None,
             execution_stopped_at: None,
+            namespace: None,
         }
     }
 }
@@ -197,6 +211,8 @@ pub(crate) struct Shared {
     pub cgroups: Option<Cgroups>,
     pub outbox: mpsc::UnboundedSender<AgentMessage>,
     pub pulled: Mutex<HashSet<String>>,
+    /// Namespaces started ahead of awsvpc tasks; `None` without a pool.
+    pub pool: Option<Arc<WarmPool>>,
     tasks: Mutex<HashMap<String, Entry>>,
     /// Runtime container id → task ARN, for routing events.
     containers: Mutex<HashMap<String, String>>,
@@ -326,6 +342,8 @@ impl Engine {
         } else {
             None
         };
+        let pool = (config.warm_namespaces > 0 && config.task_network.is_some())
+            .then(|| WarmPool::new(config.warm_namespaces, &config.owner));
         let shared = Arc::new(Shared {
             ports: Mutex::new(PortAllocator::new(config.port_range.clone(), probe)),
             runtime,
@@ -334,6 +352,7 @@ impl Engine {
             cgroups,
             outbox,
             pulled: Mutex::new(HashSet::new()),
+            pool,
             tasks: Mutex::new(HashMap::new()),
             containers: Mutex::new(HashMap::new()),
             orphans: Mutex::new(HashMap::new()),
@@ -352,6 +371,9 @@ impl Engine {
         });
         let engine = Self { shared };
         engine.recover().await?;
+        if let Some(pool) = &engine.shared.pool {
+            pool.start(engine.shared.runtime.clone());
+        }
         Ok((engine, health))
     }
 
@@ -378,8 +400,26 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        // Warm namespaces no record claims were idle, or claimed by a task
+        // whose record was not written yet (so its supervisor makes
+        // another): a new one is cheaper than checking what an old one
+        // holds, and its address must be free before any task starts.
+        let (mut claimed, unclaimed): (HashMap<String, ContainerInfo>, _) = shared
+            .runtime
+            .list_warm_namespaces(&shared.config.owner)
+            .await?
+            .into_iter()
+            .map(|info| (info.id.clone(), info))
+            .partition(|(id, _)| records.iter().any(|r| r.namespace.as_ref() == Some(id)));
+        for id in unclaimed.into_keys() {
+            match shared.runtime.remove_namespace(&id).await {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(error) => tracing::warn!(%error, id, "cannot remove a warm namespace"),
+            }
+        }
         for record in records {
-            let adopted = by_task.remove(&record.spec.task_arn).unwrap_or_default();
+            let mut adopted = by_task.remove(&record.spec.task_arn).unwrap_or_default();
+            adopted.extend(record.namespace.as_ref().and_then(|id| claimed.remove(id)));
             tracing::info!(
                 task = record.spec.task_arn,
                 containers = adopted.len(),
@@ -609,12 +649,25 @@ impl Engine {
 
     /// Lets go of every task without touching its containers, as an agent
     /// that exits does: the supervisors end, the containers keep running
-    /// for the next agent to adopt.
+    /// for the next agent to adopt. The warm pool stops refilling.
     pub fn detach(&self) {
+        if let Some(pool) = &self.shared.pool {
+            pool.abandon();
+        }
         lock(&self.shared.tasks).clear();
         if let Some(logs) = &self.shared.config.logs {
             logs.stop_all();
         }
+    }
+
+    /// Lets go of every task as [`Self::detach`] does, after removing the
+    /// warm pool's idle namespaces: an agent shutting down cleanly leaves
+    /// behind only what its tasks use.
+    pub async fn shutdown(&self) {
+        if let Some(pool) = &self.shared.pool {
+            pool.drain(self.shared.runtime.as_ref()).await;
+        }
+        self.detach();
     }
 
     /// The task and container a metadata endpoint token stands for.

@@ -4,7 +4,10 @@
 //! the containers after the cleanup wait.
 //!
 //! An awsvpc task (one with a network interface) first gets its namespace:
-//! a pause container holding the task's address, which its containers join.
+//! a pause container — one of the warm pool when the task asks nothing of
+//! the namespace itself, else a new one — given the task's address, which
+//! its containers join. The record names that container, so a restarted
+//! agent adopts it even without a label naming the task.
 //! Its reports carry the interface's attachment: `ATTACHED` with PENDING
 //! (the namespace is up), `DETACHING` with the STOPPED report once the
 //! containers have stopped, then `DETACHED` with a second STOPPED report
@@ -29,6 +32,7 @@ use berth_types::{
 use tokio::time::Instant;
 
 use super::inbox::Receiver;
+use super::pool::Launch;
 use super::{DETACHED, ImagePullBehavior, Shared, TaskRecord};
 use crate::cgroup::Cgroups;
 use crate::report::Report;
@@ -37,6 +41,7 @@ use crate::runtime::{
     ContainerInfo, ContainerStatus, CreateSpec, LABEL_ATTACHMENT_ARN, LABEL_CLUSTER,
     LABEL_CONTAINER_NAME, LABEL_FAMILY, LABEL_OWNER, LABEL_REVISION, LABEL_TASK_ARN, Mount,
     MountSource, NamespaceSpec, PortBinding, RuntimeError, RuntimeEvent, RuntimeEventKind,
+    TaskAddress, TaskNetwork,
 };
 
 /// ECS trims reasons to this many characters.
@@ -188,6 +193,9 @@ pub(crate) struct Supervisor {
     /// Where the containers' ports are reported bound: the task's address
     /// (awsvpc), else every address of the host.
     bind_ip: String,
+    /// Held from the task's arrival until it runs or stops, so the warm
+    /// pool's refills leave the engine to it meanwhile.
+    launch: Option<Launch>,
 }
 
 impl Supervisor {
@@ -204,6 +212,7 @@ impl Supervisor {
             attachment,
             stop_reason,
             execution_stopped_at,
+            namespace,
         } = record;
         // Only the metadata endpoint needs tokens.
         if shared.config.metadata_address.is_some() {
@@ -256,16 +265,27 @@ impl Supervisor {
             adopted.into_iter().partition(|c| {
                 c.labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some(PAUSE_CONTAINER_NAME)
             });
+        // Only the one the record names was given the task's address; any
+        // other was made before a crash, and may have been left half made.
         let mut pause = None;
         let mut stale_pauses = Vec::new();
         for info in pauses {
-            if pause.is_none() && info.status == ContainerStatus::Running {
+            if info.status == ContainerStatus::Running && namespace.as_ref() == Some(&info.id) {
                 pause = Some(info.id);
             } else {
                 stale_pauses.push(info.id);
             }
         }
-        let was_adopted = reported.is_some() || !adopted.is_empty();
+        // Containers made before the task's first report, and never started,
+        // were made in a namespace that may never have come up: its launch
+        // starts over.
+        let was_adopted =
+            reported.is_some() || adopted.iter().any(|c| c.status != ContainerStatus::Created);
+        let launch = if reported.is_none() {
+            shared.pool.as_ref().map(|pool| pool.launch())
+        } else {
+            None
+        };
         for info in adopted {
             let Some(c) = containers
                 .iter_mut()
@@ -339,6 +359,7 @@ impl Supervisor {
             attachment,
             network_failed: false,
             bind_ip,
+            launch,
         }
     }
 
@@ -385,7 +406,7 @@ impl Supervisor {
         if self.spec.desired_status == DesiredStatus::Stopped {
             self.stopping = true;
         }
-        if !self.stopping {
+        if !self.stopping && self.pull_started_at.is_none() {
             self.pull_images().await;
         }
         self.waiting_since = Instant::now();
@@ -453,6 +474,7 @@ impl Supervisor {
                 }
             }
         }
+        self.discard_created().await;
         let network = self
             .shared
             .config
@@ -478,8 +500,35 @@ impl Supervisor {
                 .flatten()
                 .map(|h| format!("{}:{}", h.hostname, h.ip_address))
         }));
+        let address = TaskAddress {
+            ipv4_address: eni.ipv4_address.clone(),
+            mac_address: eni.mac_address.clone(),
+        };
+        let hostname = definitions().find_map(|d| d.hostname.clone());
+        // The warm pool's namespaces were made with none of these.
+        let plain = hostname.is_none()
+            && dns_servers.is_empty()
+            && dns_search_domains.is_empty()
+            && extra_hosts.is_empty();
+        if plain && let Some(id) = self.shared.pool.as_ref().and_then(|pool| pool.claim()) {
+            match self.bring_up(&id, false, &network, &address).await {
+                Ok(()) => {
+                    tracing::info!(
+                        task = self.spec.task_arn,
+                        id,
+                        address = address.ipv4_address,
+                        "task network namespace up (warm)"
+                    );
+                    return Ok(());
+                }
+                // It may have died idle: a new one has a better chance.
+                Err(error) => {
+                    tracing::warn!(%error, task = self.spec.task_arn, id, "cannot attach a warm namespace; making one");
+                }
+            }
+        }
         let mut labels = self.labels(PAUSE_CONTAINER_NAME);
-        labels.insert(LABEL_ATTACHMENT_ARN.to_owned(), eni.attachment_arn.clone());
+        labels.insert(LABEL_ATTACHMENT_ARN.to_owned(), eni.attachment_arn);
         let spec = NamespaceSpec {
             // ECS's name for the pause container.
             name: format!(
@@ -489,11 +538,8 @@ impl Supervisor {
                 &uuid::Uuid::new_v4().simple().to_string()[..20]
             ),
             labels,
-            network: network.name,
-            ipv4_address: eni.ipv4_address,
-            mac_address: eni.mac_address,
             cgroup_parent: self.cgroup_parent.clone(),
-            hostname: definitions().find_map(|d| d.hostname.clone()),
+            hostname,
             dns_servers,
             dns_search_domains,
             extra_hosts,
@@ -504,14 +550,99 @@ impl Supervisor {
             .create_namespace(&spec)
             .await
             .map_err(|e| e.to_string())?;
+        self.bring_up(&id, true, &network, &address)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(
             task = self.spec.task_arn,
             id,
-            address = spec.ipv4_address,
+            address = address.ipv4_address,
             "task network namespace up"
         );
-        self.pause = Some(id);
         Ok(())
+    }
+
+    /// Starts namespace `id` (unless it runs already) and gives it the
+    /// task's address, meanwhile checking the task's images and creating
+    /// its first containers in it: those only need the namespace to exist,
+    /// and a container start is the longest step of a launch. A namespace
+    /// that does not come up is removed (or left to the teardown when it
+    /// will not go), and so are the containers made in it.
+    async fn bring_up(
+        &mut self,
+        id: &str,
+        start: bool,
+        network: &TaskNetwork,
+        address: &TaskAddress,
+    ) -> Result<(), RuntimeError> {
+        let runtime = self.shared.runtime.clone();
+        let up = async {
+            if start {
+                runtime.start(id).await?;
+            }
+            runtime.attach_namespace(id, network, address).await
+        };
+        let (result, ()) = tokio::join!(up, self.prepare(id));
+        let Err(error) = result else {
+            self.pause = Some(id.to_owned());
+            return Ok(());
+        };
+        self.discard_created().await;
+        match runtime.remove_namespace(id).await {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+            Err(cleanup) => {
+                tracing::warn!(error = %cleanup, id, "cannot remove a namespace that did not come up");
+                self.stale_pauses.push(id.to_owned());
+            }
+        }
+        Err(error)
+    }
+
+    /// Checks the task's images and creates the containers that start
+    /// first (no dependencies, no volumes of others) in `namespace`.
+    async fn prepare(&mut self, namespace: &str) {
+        if self.spec.desired_status != DesiredStatus::Running {
+            return;
+        }
+        if self.pull_started_at.is_none() {
+            self.pull_images().await;
+        }
+        for k in 0..self.order.len() {
+            let i = self.order[k];
+            let c = &self.containers[i];
+            if self.stopping || c.level > 0 {
+                return;
+            }
+            let joins_volumes = c
+                .spec
+                .definition
+                .volumes_from
+                .as_ref()
+                .is_some_and(|v| !v.is_empty());
+            if c.phase == Phase::Waiting && c.id.is_none() && !joins_volumes {
+                self.create_container(i, Some(namespace.to_owned())).await;
+            }
+        }
+    }
+
+    /// Removes the containers made in a namespace that did not come up (or
+    /// was made before a crash); none of them ran.
+    async fn discard_created(&mut self) {
+        for i in 0..self.containers.len() {
+            if self.containers[i].phase != Phase::Waiting {
+                continue;
+            }
+            let Some(id) = self.containers[i].id.take() else {
+                continue;
+            };
+            match self.shared.runtime.remove(&id).await {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(error) => {
+                    tracing::warn!(%error, id, "cannot remove a container of a namespace that did not come up")
+                }
+            }
+            self.shared.untrack_container(&id);
+        }
     }
 
     /// Takes the task's network down once its containers have stopped: the
@@ -569,6 +700,7 @@ impl Supervisor {
             attachment: self.attachment.clone(),
             stop_reason: self.stop_reason.clone(),
             execution_stopped_at: self.execution_stopped_at,
+            namespace: self.pause.clone(),
         });
         self.publish();
     }
@@ -690,6 +822,7 @@ impl Supervisor {
         if !self.stopping {
             self.stopping = true;
             self.stop_reason = reason;
+            self.launch = None;
         }
     }
 
@@ -1043,11 +1176,13 @@ impl Supervisor {
         Ok(mounts)
     }
 
+    /// The create of container `i`, in `namespace` for an awsvpc task.
     fn create_spec(
         &self,
         i: usize,
         bindings: Vec<PortBinding>,
         mounts: Vec<Mount>,
+        namespace: Option<String>,
     ) -> Result<CreateSpec, String> {
         let c = &self.containers[i];
         let def = &c.spec.definition;
@@ -1069,11 +1204,7 @@ impl Supervisor {
             });
         }
         let network_namespace = match &self.spec.network_interface {
-            Some(_) => Some(
-                self.pause
-                    .clone()
-                    .ok_or("the task's network namespace is gone")?,
-            ),
+            Some(_) => Some(namespace.ok_or("the task's network namespace is gone")?),
             None => None,
         };
         Ok(CreateSpec {
@@ -1110,28 +1241,34 @@ impl Supervisor {
         })
     }
 
+    /// Creates container `i` (in `namespace` for an awsvpc task); a
+    /// failure fails the container.
+    async fn create_container(&mut self, i: usize, namespace: Option<String>) {
+        let prepared = self
+            .port_bindings(i)
+            .and_then(|bindings| {
+                self.containers[i].bindings.clone_from(&bindings);
+                Ok((bindings, self.mounts(i)?))
+            })
+            .and_then(|(bindings, mounts)| self.create_spec(i, bindings, mounts, namespace));
+        let spec = match prepared {
+            Ok(spec) => spec,
+            Err(message) => {
+                return self.fail(i, format!("CannotCreateContainerError: {message}"));
+            }
+        };
+        match self.shared.runtime.create(&spec).await {
+            Ok(id) => {
+                self.shared.track_container(&id, &self.spec.task_arn);
+                self.containers[i].id = Some(id);
+            }
+            Err(error) => self.fail(i, format!("CannotCreateContainerError: {error}")),
+        }
+    }
+
     async fn start_container(&mut self, i: usize) {
         if self.containers[i].id.is_none() {
-            let prepared = self
-                .port_bindings(i)
-                .and_then(|bindings| {
-                    self.containers[i].bindings.clone_from(&bindings);
-                    Ok((bindings, self.mounts(i)?))
-                })
-                .and_then(|(bindings, mounts)| self.create_spec(i, bindings, mounts));
-            let spec = match prepared {
-                Ok(spec) => spec,
-                Err(message) => {
-                    return self.fail(i, format!("CannotCreateContainerError: {message}"));
-                }
-            };
-            match self.shared.runtime.create(&spec).await {
-                Ok(id) => {
-                    self.shared.track_container(&id, &self.spec.task_arn);
-                    self.containers[i].id = Some(id);
-                }
-                Err(error) => return self.fail(i, format!("CannotCreateContainerError: {error}")),
-            }
+            self.create_container(i, self.pause.clone()).await;
         }
         let Some(id) = self.containers[i].id.clone() else {
             return;
@@ -1268,6 +1405,9 @@ impl Supervisor {
         };
         self.shared.reporter.send(Report::Task(request));
         self.reported = Some(status.to_owned());
+        if status != "PENDING" {
+            self.launch = None;
+        }
         self.save();
     }
 

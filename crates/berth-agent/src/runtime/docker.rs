@@ -4,38 +4,41 @@
 //! into runtime-neutral ones.
 //!
 //! Task networking for awsvpc: the task network is a user-defined bridge
-//! with an explicit subnet (Docker only honours a requested address on
-//! such networks), a task's namespace is a pause container on it with the
-//! task's address and MAC, imported as an image from [`super::pause`] the
-//! first time, and the task's containers run with `container:<pause id>`.
+//! with an explicit subnet, which Docker keeps (its iptables rules for the
+//! bridge still serve the tasks), but no container is put on it through
+//! Docker. A task's namespace is a pause container with network mode
+//! `none`, imported as an image from [`super::pause`] the first time, which
+//! [`super::veth`] then plugs into the network's bridge with the task's
+//! address and MAC; the task's containers run with `container:<pause id>`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_types::{ContainerDefinition, HealthStatus, NetworkMode, Timestamp, TransportProtocol};
+use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, DeviceMapping,
-    EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
-    HostConfigLogConfig, Ipam, IpamConfig, Mount as DockerMount, MountType, MountVolumeOptions,
-    MountVolumeOptionsDriverConfig, NetworkCreateRequest, NetworkingConfig,
-    PortBinding as DockerPortBinding, ResourcesUlimits,
+    HealthConfig, HealthStatusEnum, HostConfig, HostConfigLogConfig, Ipam, IpamConfig,
+    Mount as DockerMount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    NetworkCreateRequest, PortBinding as DockerPortBinding, ResourcesUlimits,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
-use bollard::{BollardRequest, Docker};
 use futures_util::StreamExt;
 
 use super::network::{self, Subnet};
 use super::pause::{PAUSE_IMAGE, PAUSE_PROGRAM};
+use super::veth;
 use super::{
     BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, CreateSpec, EventStream,
-    ImageInfo, LABEL_OWNER, LABEL_TASK_ARN, LogLine, LogStream, MountSource, NamespaceSpec,
-    PortBinding, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion, TaskNetwork,
+    ImageInfo, LABEL_OWNER, LABEL_TASK_ARN, LABEL_WARM_NAMESPACE, LogLine, LogStream, MountSource,
+    NamespaceSpec, PortBinding, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion,
+    TaskAddress, TaskNetwork,
 };
 
 // Docker's own HTTP timeout must outlast the longest `docker stop` (ECS
@@ -47,17 +50,19 @@ const LOG_LINES_AHEAD: usize = 1024;
 // Docker's minimum memory limit; lower values fail the create.
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 const MIB: i64 = 1024 * 1024;
-/// The API version from which Docker takes a container's MAC address from
-/// its network endpoint's settings.
-const ENDPOINT_MAC_API: (usize, usize) = (1, 44);
+/// The network option naming a bridge network's Linux bridge; without it,
+/// Docker names the bridge `br-` and the first 12 characters of the
+/// network's id.
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
 /// The Docker runtime. Cloning shares the connection.
 #[derive(Clone, Debug)]
 pub struct DockerRuntime {
     docker: Docker,
-    /// Held while the pause image is checked and imported, so tasks
-    /// starting together import it once.
-    pause_image: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the pause image is known to be on the engine, so a task's
+    /// start does not ask each time; held while the image is checked and
+    /// imported, so tasks starting together import it once.
+    pause_image: Arc<tokio::sync::Mutex<bool>>,
 }
 
 impl DockerRuntime {
@@ -71,12 +76,6 @@ impl DockerRuntime {
             .negotiate_version()
             .await
             .map_err(failed)?;
-        let version = docker.client_version();
-        let docker = if (version.major_version, version.minor_version) < ENDPOINT_MAC_API {
-            docker.with_request_modifier(copy_endpoint_mac)
-        } else {
-            docker
-        };
         Ok(Self {
             docker,
             pause_image: Arc::default(),
@@ -85,8 +84,12 @@ impl DockerRuntime {
 
     /// Imports the pause image unless the engine has it.
     async fn ensure_pause_image(&self) -> Result<(), RuntimeError> {
-        let _importing = self.pause_image.lock().await;
+        let mut present = self.pause_image.lock().await;
+        if *present {
+            return Ok(());
+        }
         if self.inspect_image(PAUSE_IMAGE).await?.is_some() {
+            *present = true;
             return Ok(());
         }
         let root = super::pause::root_filesystem().ok_or_else(|| {
@@ -114,69 +117,41 @@ impl DockerRuntime {
             }
         }
         tracing::info!(image = PAUSE_IMAGE, "imported the pause image");
+        *present = true;
         Ok(())
+    }
+
+    /// Every container, running or not, that `filters` (Docker's list
+    /// filters) select, inspected.
+    async fn list(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(filters)
+            .build();
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(failed)?;
+        let mut all = Vec::with_capacity(summaries.len());
+        for id in summaries.into_iter().filter_map(|s| s.id) {
+            match self.inspect(&id).await {
+                Ok(info) => all.push(info),
+                // Removed between the list and the inspect.
+                Err(RuntimeError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
     }
 
     /// The underlying client, for callers that need more than the trait.
     pub fn client(&self) -> &Docker {
         &self.docker
     }
-}
-
-/// Engines older than API 1.44 ignore the `MacAddress` of a container's
-/// network endpoint and take the container-wide `MacAddress`, a field
-/// bollard's model no longer has: on those, container creates get the MAC
-/// of their network's endpoint copied up (a request modifier, as bollard
-/// offers no other way to add a field).
-fn copy_endpoint_mac(request: BollardRequest) -> BollardRequest {
-    if request.method() != http::Method::POST
-        || !request.uri().path().ends_with("/containers/create")
-    {
-        return request;
-    }
-    let (parts, body) = request.into_parts();
-    let patched = match &body {
-        http_body_util::Either::Left(full) => {
-            ready_bytes(full.clone()).and_then(|bytes| with_container_mac(&bytes))
-        }
-        http_body_util::Either::Right(_) => None,
-    };
-    let body = match patched {
-        Some(bytes) => bollard::body_full(bytes.into()),
-        None => body,
-    };
-    http::Request::from_parts(parts, body)
-}
-
-/// The bytes of an in-memory body, which are there at once.
-fn ready_bytes(body: http_body_util::Full<bytes::Bytes>) -> Option<bytes::Bytes> {
-    use http_body_util::BodyExt as _;
-    let mut collect = std::pin::pin!(body.collect());
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    match collect.as_mut().poll(&mut context) {
-        std::task::Poll::Ready(Ok(collected)) => Some(collected.to_bytes()),
-        _ => None,
-    }
-}
-
-/// The create body with the container-wide `MacAddress` set to the one its
-/// network's endpoint asks for; `None` when there is none, or the body sets
-/// its own.
-pub fn with_container_mac(body: &[u8]) -> Option<Vec<u8>> {
-    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let network = value.pointer("/HostConfig/NetworkMode")?.as_str()?;
-    let mac = value
-        .pointer("/NetworkingConfig/EndpointsConfig")?
-        .get(network)?
-        .get("MacAddress")?
-        .as_str()?
-        .to_owned();
-    let object = value.as_object_mut()?;
-    if object.contains_key("MacAddress") {
-        return None;
-    }
-    object.insert("MacAddress".to_owned(), mac.into());
-    serde_json::to_vec(&value).ok()
 }
 
 fn failed(error: DockerError) -> RuntimeError {
@@ -474,36 +449,43 @@ fn non_empty(values: &[String]) -> Option<Vec<String>> {
     (!values.is_empty()).then(|| values.to_vec())
 }
 
-/// Builds the pause container's create body: the pause program on the
-/// task network with the task's address and MAC. Pure, so it is unit tested
-/// without Docker.
+/// Builds the pause container's create body: the pause program in a
+/// namespace of its own (`none`: loopback only, and none of libnetwork's
+/// endpoint setup), with the settings joined containers cannot have, which
+/// Docker honours in that mode as on a network: hostname, DNS servers and
+/// search domains, extra hosts. Pure, so it is unit tested without Docker.
 pub fn namespace_body(spec: &NamespaceSpec) -> ContainerCreateBody {
-    let endpoint = EndpointSettings {
-        ipam_config: Some(EndpointIpamConfig {
-            ipv4_address: Some(spec.ipv4_address.clone()),
-            ..Default::default()
-        }),
-        mac_address: Some(spec.mac_address.clone()),
-        ..Default::default()
-    };
     ContainerCreateBody {
         image: Some(PAUSE_IMAGE.to_owned()),
         cmd: Some(vec![PAUSE_PROGRAM.to_owned()]),
         hostname: spec.hostname.clone(),
         labels: Some(spec.labels.clone().into_iter().collect()),
         host_config: Some(HostConfig {
-            network_mode: Some(spec.network.clone()),
+            network_mode: Some("none".to_owned()),
             cgroup_parent: spec.cgroup_parent.clone(),
             dns: non_empty(&spec.dns_servers),
             dns_search: non_empty(&spec.dns_search_domains),
             extra_hosts: non_empty(&spec.extra_hosts),
             ..Default::default()
         }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])),
-        }),
         ..Default::default()
     }
+}
+
+/// The Linux bridge of bridge network `id`.
+fn bridge_name(id: &str, options: Option<&HashMap<String, String>>) -> String {
+    options
+        .and_then(|o| o.get(BRIDGE_NAME_OPTION))
+        .filter(|name| !name.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("br-{}", id.get(..12).unwrap_or(id)))
+}
+
+/// The line Docker writes into a container's `/etc/hosts` for its address
+/// on a network, so the task's hostname resolves to its address as it did
+/// when Docker attached the pause container.
+fn hosts_line(address: &str, hostname: &str) -> String {
+    format!("{address}\t{hostname}\n")
 }
 
 /// Docker's answer when a requested subnet overlaps another network's.
@@ -653,6 +635,15 @@ async fn follow_logs(
             }
         }
     }
+}
+
+async fn append(path: &str, line: &str) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut file = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .await?;
+    file.write_all(line.as_bytes()).await
 }
 
 fn failed_error(error: DockerError) -> RuntimeError {
@@ -890,25 +881,7 @@ impl ContainerRuntime for DockerRuntime {
     fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, RuntimeError>> {
         Box::pin(async move {
             let filters = HashMap::from([("label".to_owned(), vec![LABEL_TASK_ARN.to_owned()])]);
-            let options = ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build();
-            let summaries = self
-                .docker
-                .list_containers(Some(options))
-                .await
-                .map_err(failed)?;
-            let mut all = Vec::with_capacity(summaries.len());
-            for id in summaries.into_iter().filter_map(|s| s.id) {
-                match self.inspect(&id).await {
-                    Ok(info) => all.push(info),
-                    // Removed between the list and the inspect.
-                    Err(RuntimeError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(all)
+            self.list(&filters).await
         })
     }
 
@@ -1029,9 +1002,14 @@ impl ContainerRuntime for DockerRuntime {
                                 "the task network {name} has no IPv4 subnet"
                             ))
                         })?;
+                    let bridge = bridge_name(
+                        existing.id.as_deref().unwrap_or_default(),
+                        existing.options.as_ref(),
+                    );
                     return Ok(TaskNetwork {
                         name,
                         subnet: subnet.to_string(),
+                        bridge,
                     });
                 }
                 Err(DockerError::DockerResponseServerError {
@@ -1060,11 +1038,13 @@ impl ContainerRuntime for DockerRuntime {
                     ..Default::default()
                 };
                 match self.docker.create_network(request).await {
-                    Ok(_) => {
-                        tracing::info!(network = name, %subnet, "created the task network");
+                    Ok(created) => {
+                        let bridge = bridge_name(&created.id, None);
+                        tracing::info!(network = name, %subnet, bridge, "created the task network");
                         return Ok(TaskNetwork {
                             name,
                             subnet: subnet.to_string(),
+                            bridge,
                         });
                     }
                     Err(error) if is_overlap(&error) => continue,
@@ -1082,6 +1062,14 @@ impl ContainerRuntime for DockerRuntime {
         network: &'a TaskNetwork,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
+            // Docker knows of no container on the network: the namespaces
+            // plugged into its bridge are what uses it.
+            if veth::bridge_has_ports(&network.bridge) {
+                return Err(RuntimeError::Failed(format!(
+                    "the task network {} has task namespaces attached",
+                    network.name
+                )));
+            }
             match self.docker.remove_network(&network.name).await {
                 Err(DockerError::DockerResponseServerError {
                     status_code: 404, ..
@@ -1100,29 +1088,98 @@ impl ContainerRuntime for DockerRuntime {
             let options = CreateContainerOptionsBuilder::new()
                 .name(&spec.name)
                 .build();
-            // A missing network or image is a failure to create, not a
-            // lookup miss.
+            // A missing image is a failure to create, not a lookup miss.
             let as_failure = |error: DockerError| match failed(error) {
                 RuntimeError::NotFound(m) => {
                     RuntimeError::Failed(format!("Error response from daemon: {m}"))
                 }
                 other => other,
             };
-            let id = self
+            let id = match self
                 .docker
                 .create_container(Some(options), namespace_body(spec))
                 .await
-                .map_err(as_failure)?
-                .id;
-            // The address is taken when the container joins the network,
-            // at start: that is where a busy address fails.
-            if let Err(error) = self.docker.start_container(&id, None).await {
-                if let Err(cleanup) = self.remove_namespace(&id).await {
-                    tracing::warn!(error = %cleanup, id, "cannot remove a pause container that failed to start");
+            {
+                Ok(created) => created.id,
+                Err(error) => {
+                    if matches!(
+                        error,
+                        DockerError::DockerResponseServerError {
+                            status_code: 404,
+                            ..
+                        }
+                    ) {
+                        // Removed behind the agent's back: import it again
+                        // next time.
+                        *self.pause_image.lock().await = false;
+                    }
+                    return Err(as_failure(error));
                 }
-                return Err(as_failure(error));
-            }
+            };
             Ok(id)
+        })
+    }
+
+    fn attach_namespace<'a>(
+        &'a self,
+        id: &'a str,
+        network: &'a TaskNetwork,
+        address: &'a TaskAddress,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let plan = veth::Plan::new(network, address)?;
+            let inspect = self
+                .docker
+                .inspect_container(id, None)
+                .await
+                .map_err(failed)?;
+            let pid = inspect
+                .state
+                .as_ref()
+                .filter(|state| state.running == Some(true))
+                .and_then(|state| state.pid)
+                .and_then(|pid| u32::try_from(pid).ok())
+                .filter(|pid| *pid > 0)
+                .ok_or_else(|| {
+                    RuntimeError::Failed(format!("the pause container {id} is not running"))
+                })?;
+            veth::attach(&plan, pid).await?;
+            // Without the line, the task's hostname would not resolve. The
+            // file is the namespace's own, shared by the containers that
+            // join it; one the agent cannot write (it does not see the
+            // engine's files) costs that name only.
+            let hostname = inspect
+                .config
+                .as_ref()
+                .and_then(|c| c.hostname.as_deref())
+                .unwrap_or_default();
+            if let Some(path) = inspect
+                .hosts_path
+                .as_deref()
+                .filter(|_| !hostname.is_empty())
+            {
+                let line = hosts_line(&address.ipv4_address, hostname);
+                if let Err(error) = append(path, &line).await {
+                    tracing::warn!(%error, path, "cannot add the task's address to its hosts file");
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn list_warm_namespaces<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ContainerInfo>, RuntimeError>> {
+        Box::pin(async move {
+            let filters = HashMap::from([(
+                "label".to_owned(),
+                vec![
+                    LABEL_WARM_NAMESPACE.to_owned(),
+                    format!("{LABEL_OWNER}={owner}"),
+                ],
+            )]);
+            self.list(&filters).await
         })
     }
 
@@ -1319,9 +1376,6 @@ mod tests {
         NamespaceSpec {
             name: "ecs-web-3-internalecspause-0a1b".into(),
             labels: BTreeMap::from([(LABEL_TASK_ARN.to_owned(), "arn:task".to_owned())]),
-            network: "berth-eni-i-0123".into(),
-            ipv4_address: "100.64.0.9".into(),
-            mac_address: "0a:58:64:40:00:09".into(),
             cgroup_parent: Some("/berth/t1".into()),
             hostname: None,
             dns_servers: vec!["10.0.0.2".into()],
@@ -1331,48 +1385,33 @@ mod tests {
     }
 
     #[test]
-    fn pause_body_holds_the_address_on_the_task_network() {
+    fn pause_body_holds_a_namespace_of_its_own() {
         let body = namespace_body(&namespace());
         assert_eq!(body.image.as_deref(), Some(PAUSE_IMAGE));
         assert_eq!(body.cmd, Some(vec!["/pause".to_owned()]));
         assert_eq!(body.labels.as_ref().unwrap()[LABEL_TASK_ARN], "arn:task");
+        assert_eq!(body.networking_config, None);
+        assert_eq!(body.network_disabled, None);
         let host = body.host_config.clone().unwrap();
-        assert_eq!(host.network_mode.as_deref(), Some("berth-eni-i-0123"));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.cgroup_parent.as_deref(), Some("/berth/t1"));
         assert_eq!(host.dns, Some(vec!["10.0.0.2".to_owned()]));
         assert_eq!(host.dns_search, None);
         assert_eq!(host.extra_hosts, Some(vec!["db:10.0.0.5".to_owned()]));
-        let endpoints = body
-            .networking_config
-            .clone()
-            .unwrap()
-            .endpoints_config
-            .unwrap();
-        let endpoint = &endpoints["berth-eni-i-0123"];
-        assert_eq!(
-            endpoint
-                .ipam_config
-                .as_ref()
-                .unwrap()
-                .ipv4_address
-                .as_deref(),
-            Some("100.64.0.9")
-        );
-        assert_eq!(endpoint.mac_address.as_deref(), Some("0a:58:64:40:00:09"));
+    }
 
-        // Engines before API 1.44 get the MAC at the top level as well.
-        let json = serde_json::to_vec(&body).unwrap();
-        let patched: serde_json::Value =
-            serde_json::from_slice(&with_container_mac(&json).unwrap()).unwrap();
-        assert_eq!(patched["MacAddress"], "0a:58:64:40:00:09");
-        assert_eq!(patched["HostConfig"]["NetworkMode"], "berth-eni-i-0123");
+    #[test]
+    fn bridges_are_named_as_docker_names_them() {
+        let id = "21a109dc5e26cb3a33974ef2477b1e21ab26ff7b41b88fb364da7bc98ff5171c";
+        assert_eq!(bridge_name(id, None), "br-21a109dc5e26");
+        let options = HashMap::from([(BRIDGE_NAME_OPTION.to_owned(), "berth0".to_owned())]);
+        assert_eq!(bridge_name(id, Some(&options)), "berth0");
+        let empty = HashMap::from([(BRIDGE_NAME_OPTION.to_owned(), String::new())]);
+        assert_eq!(bridge_name(id, Some(&empty)), "br-21a109dc5e26");
         assert_eq!(
-            with_container_mac(&serde_json::to_vec(&patched).unwrap()),
-            None
+            hosts_line("100.64.0.9", "1276f1bd6845"),
+            "100.64.0.9\t1276f1bd6845\n"
         );
-        let plain =
-            serde_json::to_vec(&create_body(&spec(ContainerDefinition::default()))).unwrap();
-        assert_eq!(with_container_mac(&plain), None);
     }
 
     #[test]

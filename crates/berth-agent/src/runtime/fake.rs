@@ -5,24 +5,25 @@
 //! substring; it emits the same events the Docker runtime does.
 //!
 //! Task networks are names with a subnet, and a task's namespace is a
-//! container that only holds its address: the fake refuses what Docker
-//! refuses (an address outside the subnet or already held, joining a
-//! namespace whose container is not running, removing a network in use),
-//! so leaks show up as failures here too.
+//! container that holds an address once attached: the fake refuses what
+//! the Docker runtime refuses (an address outside the subnet, reserved or
+//! already held, attaching a namespace whose container is not running,
+//! joining one whose container is not running, removing a network in
+//! use), so leaks show up as failures here too.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use berth_types::{HealthStatus, Timestamp};
 use tokio::sync::{mpsc, watch};
 
-use super::network::{self, Subnet};
+use super::network;
 use super::{
     BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, CreateSpec, EventStream,
-    ImageInfo, LABEL_TASK_ARN, LogLine, LogStream, NamespaceSpec, RuntimeError, RuntimeEvent,
-    RuntimeEventKind, RuntimeVersion, TaskNetwork,
+    ImageInfo, LABEL_OWNER, LABEL_TASK_ARN, LABEL_WARM_NAMESPACE, LogLine, LogStream,
+    NamespaceSpec, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion, TaskAddress,
+    TaskNetwork,
 };
 
 /// What a fake container does once started.
@@ -130,6 +131,8 @@ struct State {
     /// Task network name → subnet.
     networks: HashMap<String, String>,
     namespace_error: Option<String>,
+    attach_error: Option<String>,
+    attach_delay: Duration,
     namespace_removal_error: Option<String>,
 }
 
@@ -190,6 +193,17 @@ impl FakeRuntime {
         self.lock().namespace_error = message.map(str::to_owned);
     }
 
+    /// Makes attaching namespaces fail with `message` (`None`: succeed
+    /// again).
+    pub fn fail_attachments(&self, message: Option<&str>) {
+        self.lock().attach_error = message.map(str::to_owned);
+    }
+
+    /// How long attaching a namespace takes.
+    pub fn set_attach_delay(&self, delay: Duration) {
+        self.lock().attach_delay = delay;
+    }
+
     /// Makes removing namespaces fail with `message` (`None`: succeed
     /// again).
     pub fn fail_namespace_removals(&self, message: Option<&str>) {
@@ -205,6 +219,7 @@ impl FakeRuntime {
             .map(|(name, subnet)| TaskNetwork {
                 name: name.clone(),
                 subnet: subnet.clone(),
+                bridge: bridge_name(name),
             })
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
@@ -646,7 +661,11 @@ impl ContainerRuntime for FakeRuntime {
                 .entry(name.clone())
                 .or_insert(default)
                 .clone();
-            Ok(TaskNetwork { name, subnet })
+            Ok(TaskNetwork {
+                bridge: bridge_name(&name),
+                name,
+                subnet,
+            })
         })
     }
 
@@ -680,51 +699,23 @@ impl ContainerRuntime for FakeRuntime {
             if let Some(message) = &state.namespace_error {
                 return Err(RuntimeError::Failed(message.clone()));
             }
-            let subnet = state
-                .networks
-                .get(&spec.network)
-                .and_then(|s| Subnet::parse(s))
-                .ok_or_else(|| {
-                    RuntimeError::Failed(format!("network {} not found", spec.network))
-                })?;
-            let address: Ipv4Addr = spec.ipv4_address.parse().map_err(|_| {
-                RuntimeError::Failed(format!("invalid IPv4 address {}", spec.ipv4_address))
-            })?;
-            if !subnet.contains(address) {
-                return Err(RuntimeError::Failed(format!(
-                    "Invalid address {address}: It does not belong to any of this network's subnets"
-                )));
-            }
-            let held = state.containers.values().any(|c| {
-                c.info.status == ContainerStatus::Running
-                    && c.info
-                        .networks
-                        .iter()
-                        .any(|(n, ips)| n == &spec.network && ips.contains(&spec.ipv4_address))
-            });
-            if held {
-                return Err(RuntimeError::Failed(format!(
-                    "Address already in use: {address}"
-                )));
-            }
             state.next_id += 1;
             state.creates += 1;
             let id = format!("{:064x}", state.next_id);
-            let now = Timestamp::now();
             let info = ContainerInfo {
                 id: id.clone(),
                 name: spec.name.clone(),
                 labels: spec.labels.clone(),
-                status: ContainerStatus::Running,
+                status: ContainerStatus::Created,
                 exit_code: None,
                 oom_killed: false,
                 health: None,
                 image_digest: Some(fake_digest(super::pause::PAUSE_IMAGE)),
                 port_bindings: Vec::new(),
-                started_at: Some(now),
+                started_at: None,
                 finished_at: None,
-                created_at: Some(now),
-                networks: vec![(spec.network.clone(), vec![spec.ipv4_address.clone()])],
+                created_at: Some(Timestamp::now()),
+                networks: Vec::new(),
             };
             state.containers.insert(
                 id.clone(),
@@ -732,20 +723,76 @@ impl ContainerRuntime for FakeRuntime {
                     info,
                     behavior: FakeBehavior::long_running(),
                     has_health_check: false,
-                    generation: 1,
+                    generation: 0,
                     exited: None,
                     logs: Vec::new(),
                     joins: None,
                 },
             );
-            emit(
-                &mut state,
-                RuntimeEvent {
-                    container_id: id.clone(),
-                    kind: RuntimeEventKind::Started,
-                },
-            );
             Ok(id)
+        })
+    }
+
+    fn attach_namespace<'a>(
+        &'a self,
+        id: &'a str,
+        network: &'a TaskNetwork,
+        address: &'a TaskAddress,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let delay = self.lock().attach_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut state = self.lock();
+            if let Some(message) = &state.attach_error {
+                return Err(RuntimeError::Failed(message.clone()));
+            }
+            if state.networks.get(&network.name) != Some(&network.subnet) {
+                return Err(RuntimeError::Failed(format!(
+                    "network {} not found",
+                    network.name
+                )));
+            }
+            super::veth::Plan::new(network, address)?;
+            let held = state.containers.values().any(|c| {
+                c.info.status == ContainerStatus::Running
+                    && c.info
+                        .networks
+                        .iter()
+                        .any(|(n, ips)| n == &network.name && ips.contains(&address.ipv4_address))
+            });
+            if held {
+                return Err(RuntimeError::Failed(format!(
+                    "Address already in use: {}",
+                    address.ipv4_address
+                )));
+            }
+            let container = state.containers.get_mut(id).ok_or_else(|| not_found(id))?;
+            if container.info.status != ContainerStatus::Running {
+                return Err(RuntimeError::Failed(format!(
+                    "the pause container {id} is not running"
+                )));
+            }
+            container.info.networks =
+                vec![(network.name.clone(), vec![address.ipv4_address.clone()])];
+            Ok(())
+        })
+    }
+
+    fn list_warm_namespaces<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ContainerInfo>, RuntimeError>> {
+        Box::pin(async move {
+            Ok(self
+                .containers()
+                .into_iter()
+                .filter(|c| {
+                    c.labels.contains_key(LABEL_WARM_NAMESPACE)
+                        && c.labels.get(LABEL_OWNER).map(String::as_str) == Some(owner)
+                })
+                .collect())
         })
     }
 
@@ -801,6 +848,12 @@ impl ContainerRuntime for FakeRuntime {
             }
         }))
     }
+}
+
+/// A bridge name as Docker would make one: `br-` and 12 hex digits,
+/// stable per network name.
+fn bridge_name(network: &str) -> String {
+    format!("br-{}", &fake_digest(network)["sha256:".len()..][..12])
 }
 
 fn fake_digest(image: &str) -> String {

@@ -12,9 +12,11 @@
 //!
 //! awsvpc tasks get a network namespace of their own: the agent keeps one
 //! task network per host ([`TaskNetwork`], subnets from [`network`]), each
-//! such task gets a pause container on it holding the task's address
-//! ([`NamespaceSpec`], image from [`pause`]), and the task's containers join
-//! that container's namespace ([`CreateSpec::network_namespace`]).
+//! such task gets a pause container holding a namespace of its own
+//! ([`NamespaceSpec`], image from [`pause`]), which is then put on the task
+//! network with the task's address ([`TaskAddress`], see [`veth`]), and the
+//! task's containers join that container's namespace
+//! ([`CreateSpec::network_namespace`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,6 +30,7 @@ pub mod docker;
 pub mod fake;
 pub mod network;
 pub mod pause;
+pub mod veth;
 
 /// A boxed future, so that the trait stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -61,6 +64,10 @@ pub const LABEL_OWNER: &str = "io.berth.agent-instance-id";
 /// interface, so a namespace found without its task's record can still be
 /// reported detached.
 pub const LABEL_ATTACHMENT_ARN: &str = "io.berth.task-eni.attachment-arn";
+/// On a pause container made ahead of any task (the agent's warm pool):
+/// it belongs to no task until the agent's record of a task claims it, as
+/// labels cannot be changed afterwards.
+pub const LABEL_WARM_NAMESPACE: &str = "io.berth.warm-namespace";
 
 /// A failed runtime operation. The messages are what the runtime said, so the
 /// engine can put them into ECS reasons (`CannotStartContainerError: …`).
@@ -139,21 +146,20 @@ pub struct TaskNetwork {
     /// Its subnet (`100.64.4.0/22`), which the host advertises as
     /// `berth.task-eni.subnet` for the control plane to allocate from.
     pub subnet: String,
+    /// The Linux bridge that task namespaces are plugged into.
+    pub bridge: String,
 }
 
-/// The pause container that holds one awsvpc task's network namespace.
+/// The pause container that holds one awsvpc task's network namespace,
+/// with no address yet (see [`ContainerRuntime::attach_namespace`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamespaceSpec {
     /// The runtime's container name.
     pub name: String,
     /// The task's labels, with [`LABEL_CONTAINER_NAME`] the pause
-    /// container's.
+    /// container's; or, for a namespace of the warm pool, the owner's and
+    /// [`LABEL_WARM_NAMESPACE`].
     pub labels: BTreeMap<String, String>,
-    /// The task network's name.
-    pub network: String,
-    /// The task's address and MAC, as the control plane allocated them.
-    pub ipv4_address: String,
-    pub mac_address: String,
     /// The task's cgroup, so the namespace's process counts against it.
     pub cgroup_parent: Option<String>,
     /// What the task's definitions ask of the namespace, which the
@@ -163,6 +169,14 @@ pub struct NamespaceSpec {
     pub dns_servers: Vec<String>,
     pub dns_search_domains: Vec<String>,
     pub extra_hosts: Vec<String>,
+}
+
+/// A task's address on the task network, as the control plane allocated
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskAddress {
+    pub ipv4_address: String,
+    pub mac_address: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,19 +302,36 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &'a self,
         owner: &'a str,
     ) -> BoxFuture<'a, Result<TaskNetwork, RuntimeError>>;
-    /// Removes the task network; refused while containers are attached.
+    /// Removes the task network; refused while namespaces are attached.
     fn remove_task_network<'a>(
         &'a self,
         network: &'a TaskNetwork,
     ) -> BoxFuture<'a, Result<(), RuntimeError>>;
-    /// Creates and starts the pause container of an awsvpc task, holding
-    /// the spec's address, and returns its id. A failed attempt leaves no
-    /// container behind.
+    /// Creates a pause container that, once started ([`Self::start`]),
+    /// holds a network namespace of its own with loopback only, and returns
+    /// its id. Containers may be created to join it before it starts.
     fn create_namespace<'a>(
         &'a self,
         spec: &'a NamespaceSpec,
     ) -> BoxFuture<'a, Result<String, RuntimeError>>;
-    /// Removes a pause container whatever its state, which frees the
-    /// task's address.
+    /// Puts the namespace of running pause container `id` on `network`
+    /// with `address`: its `eth0` holds the address and MAC, the host
+    /// reaches it through the network, and its default route is the
+    /// network's gateway. A failed attempt leaves no interface behind; the
+    /// container is the caller's to remove.
+    fn attach_namespace<'a>(
+        &'a self,
+        id: &'a str,
+        network: &'a TaskNetwork,
+        address: &'a TaskAddress,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// Every pause container of agent `owner`'s warm pool (carrying
+    /// [`LABEL_WARM_NAMESPACE`]), running or not, claimed by a task or not.
+    fn list_warm_namespaces<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ContainerInfo>, RuntimeError>>;
+    /// Removes a pause container whatever its state; its namespace, and
+    /// with it the task's interface and address, goes too.
     fn remove_namespace<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
 }

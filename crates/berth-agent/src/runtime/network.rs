@@ -60,6 +60,16 @@ impl Subnet {
     pub fn gateway(&self) -> Option<Ipv4Addr> {
         (self.prefix < 31).then(|| Ipv4Addr::from(u32::from(self.network) + 1))
     }
+
+    /// The network's own address (`100.64.0.0` of `100.64.0.0/22`).
+    pub fn network(&self) -> Ipv4Addr {
+        self.network
+    }
+
+    /// The last address (`100.64.3.255` of `100.64.0.0/22`).
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) | !mask(self.prefix))
+    }
 }
 
 impl fmt::Display for Subnet {
@@ -129,6 +139,8 @@ mod tests {
         let subnet = Subnet::parse("100.64.4.7/22").unwrap();
         assert_eq!(subnet.to_string(), "100.64.4.0/22");
         assert_eq!(subnet.gateway(), Some(Ipv4Addr::new(100, 64, 4, 1)));
+        assert_eq!(subnet.network(), Ipv4Addr::new(100, 64, 4, 0));
+        assert_eq!(subnet.broadcast(), Ipv4Addr::new(100, 64, 7, 255));
         assert!(subnet.contains(Ipv4Addr::new(100, 64, 7, 255)));
         assert!(!subnet.contains(Ipv4Addr::new(100, 64, 8, 0)));
         assert!(subnet.overlaps(&Subnet::parse("100.64.0.0/16").unwrap()));

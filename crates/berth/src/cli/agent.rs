@@ -4,7 +4,8 @@
 //! with `--simulate N`, runs N simulated hosts on the fake runtime to drive
 //! the control plane at scale. `--fargate` joins the platform's Fargate
 //! pool instead of a cluster: the host (or each simulated one) runs the
-//! FARGATE tasks of every cluster, each in its own network namespace.
+//! FARGATE tasks of every cluster, each in its own network namespace, and
+//! keeps a few namespaces started ahead of them (`--warm-namespaces`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,10 @@ const CLEANUP_WAIT: u64 = 3 * 3600;
 const SIMULATED_CLEANUP_WAIT: u64 = 60;
 /// Fargate keeps nothing of a stopped task: its containers go at once.
 const FARGATE_CLEANUP_WAIT: u64 = 0;
+/// Namespaces a Fargate host keeps ready: enough for the tasks that
+/// arrive together in the common case, few enough to cost nothing (an idle
+/// pause container is one sleeping process of a few KiB).
+pub const FARGATE_WARM_NAMESPACES: usize = 2;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -61,6 +66,11 @@ pub struct AgentArgs {
     /// default 10800, 60 for simulated hosts, 0 with --fargate).
     #[arg(long, env = "BERTH_TASK_CLEANUP_WAIT", value_name = "SECS")]
     task_cleanup_wait: Option<u64>,
+    /// Network namespaces kept started ahead of awsvpc tasks, so a task
+    /// that asks nothing of its namespace (hostname, DNS, extra hosts)
+    /// only waits for its address (default 2 with --fargate, else 0).
+    #[arg(long, conflicts_with = "simulate", value_name = "N")]
+    warm_namespaces: Option<usize>,
     #[command(flatten)]
     simulation: SimulationArgs,
 }
@@ -146,6 +156,11 @@ impl AgentArgs {
             CLEANUP_WAIT
         };
         config.cleanup_wait = Duration::from_secs(self.task_cleanup_wait.unwrap_or(default_wait));
+        config.warm_namespaces = self.warm_namespaces.unwrap_or(if self.fargate {
+            FARGATE_WARM_NAMESPACES
+        } else {
+            0
+        });
         config
     }
 
@@ -219,10 +234,16 @@ mod tests {
         let config = parse(&["--fargate"]).unwrap().config();
         assert_eq!(config.cluster, FARGATE_POOL_CLUSTER);
         assert_eq!(config.cleanup_wait, Duration::ZERO);
+        assert_eq!(config.warm_namespaces, FARGATE_WARM_NAMESPACES);
         let config = parse(&["--fargate", "--task-cleanup-wait", "30"])
             .unwrap()
             .config();
         assert_eq!(config.cleanup_wait, Duration::from_secs(30));
+        let cold = parse(&["--fargate", "--warm-namespaces", "0"])
+            .unwrap()
+            .config();
+        assert_eq!(cold.warm_namespaces, 0);
+        assert!(parse(&["--fargate", "--simulate", "3", "--warm-namespaces", "2"]).is_err());
         let simulated = parse(&["--fargate", "--simulate", "3"]).unwrap();
         let simulation = simulated.simulation().unwrap();
         assert_eq!(simulation.hosts, 3);
@@ -236,6 +257,7 @@ mod tests {
         let config = parse(&["--cluster", "web"]).unwrap().config();
         assert_eq!(config.cluster, "web");
         assert_eq!(config.cleanup_wait, Duration::from_secs(CLEANUP_WAIT));
+        assert_eq!(config.warm_namespaces, 0);
         let simulated = parse(&["--simulate", "2"]).unwrap().config();
         assert_eq!(
             simulated.cleanup_wait,

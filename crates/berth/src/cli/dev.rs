@@ -83,13 +83,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
     // The same engine once more, as Fargate capacity: its own identity and
-    // task network, and no stopped containers kept.
+    // task network, no stopped containers kept, and namespaces kept ready
+    // as `berth agent --fargate` keeps them.
     let mut fargate_config = berth_agent::AgentConfig::new(
         &endpoint,
         FARGATE_POOL_CLUSTER,
         args.data_dir.join("agent-fargate"),
     );
     fargate_config.cleanup_wait = std::time::Duration::ZERO;
+    fargate_config.warm_namespaces = super::agent::FARGATE_WARM_NAMESPACES;
     let fargate = tokio::spawn(berth_agent::run(
         fargate_config,
         runtime,
