@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::api::{Api, Ctx, clusters, container_instances, tasks};
 use crate::protocol::region_from_authorization;
-use crate::state::{TaskHeader, TaskRecord, Write, kind_of};
+use crate::state::{TaskHeader, Write, kind_of};
 
 /// How often each side probes the other.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -390,10 +390,7 @@ impl Session {
     fn specs(&self, due: Vec<Arc<str>>) -> Vec<(Arc<str>, TaskSpec)> {
         due.into_iter()
             .filter_map(|key| {
-                let spec = self
-                    .api
-                    .cache
-                    .peek::<TaskRecord, _>(&key, |r| r.spec.clone())?;
+                let spec = self.api.cache.task_spec(&key)?;
                 Some((key, spec))
             })
             .collect()

@@ -8,30 +8,32 @@
 //! about 200 bytes, where its decoded form takes about 3 KB of heap; a read
 //! decompresses in about a microsecond before decoding.
 //!
-//! The dictionary follows the values: every few thousand values the newest
-//! joins it, after the one adopted before, so it resembles what is being
-//! written now (a task record written at launch looks less like a RUNNING
-//! one than two RUNNING ones look alike); and a value that compresses
-//! poorly (a task of another shape, a new task definition) joins it sooner.
-//! Each packed value holds the dictionary it was packed with, so an old
-//! dictionary lives exactly as long as values that need it, and changing
-//! it seldom keeps the number alive small.
+//! The dictionary is one recent value, chosen by trial: every so often (and
+//! soon after a value packs poorly: a task of another shape, a new task
+//! definition) a value becomes a candidate, the next values are packed
+//! against both, each keeps the smaller, and the candidate replaces the
+//! dictionary if it did better over the trial. Which record makes the best
+//! dictionary is not obvious ahead: a RUNNING task's serves PENDING ones
+//! better than a PENDING one serves RUNNING ones. Each packed value holds
+//! the dictionary it was packed with, so an old dictionary lives exactly as
+//! long as values that need it.
 
 use std::sync::Arc;
 
 use lz4_flex::block::{compress_prepend_size_with_dict, decompress_size_prepended_with_dict};
 
 /// A value is poorly compressed when it keeps more than 1/`POOR_RATIO` of
-/// its size; similar task records keep about 1/9.
+/// its size; task records keep about 1/8.
 const POOR_RATIO: usize = 4;
-/// At least this many values between dictionary changes for poor
-/// compression, so a stream of unlike values cannot make every pack also
-/// rebuild the dictionary.
-const VALUES_PER_CHANGE: usize = 64;
-/// The newest value joins the dictionary after this many values anyway.
-const VALUES_PER_REFRESH: usize = 4096;
-/// The dictionary holds at most this much: LZ4 hashes it on every pack.
-const MAX_DICTIONARY: usize = 8 * 1024;
+/// A trial starts after this many values without one...
+const VALUES_BETWEEN_TRIALS: usize = 1024;
+/// ...or after this many when a value packed poorly.
+const VALUES_BEFORE_EARLY_TRIAL: usize = 64;
+/// How many values a trial packs both ways.
+const TRIAL_VALUES: usize = 32;
+/// A dictionary is at most the last this many bytes of a value: LZ4 hashes
+/// all of it on every pack, and its window is 64 KiB anyway.
+const MAX_DICTIONARY: usize = 4 * 1024;
 
 /// One value, compressed.
 #[derive(Debug, Clone)]
@@ -64,45 +66,77 @@ impl Packed {
 #[derive(Debug)]
 pub struct Packer {
     dictionary: Arc<[u8]>,
-    since_change: usize,
+    trial: Option<Trial>,
+    since_trial: usize,
+}
+
+/// A candidate dictionary and how the two did so far, in packed bytes.
+#[derive(Debug)]
+struct Trial {
+    candidate: Arc<[u8]>,
+    current_bytes: usize,
+    candidate_bytes: usize,
+    values: usize,
 }
 
 impl Default for Packer {
     fn default() -> Self {
         Self {
             dictionary: Arc::from(Vec::new()),
-            since_change: VALUES_PER_CHANGE,
+            trial: None,
+            since_trial: VALUES_BETWEEN_TRIALS,
         }
     }
 }
 
+fn dictionary_of(value: &[u8]) -> Arc<[u8]> {
+    Arc::from(&value[value.len().saturating_sub(MAX_DICTIONARY)..])
+}
+
 impl Packer {
     pub fn pack(&mut self, value: &[u8]) -> Packed {
-        let mut bytes = compress_prepend_size_with_dict(value, &self.dictionary);
-        self.since_change += 1;
-        let poor = bytes.len() * POOR_RATIO > value.len();
-        if (poor && self.since_change > VALUES_PER_CHANGE) || self.since_change > VALUES_PER_REFRESH
-        {
-            self.adopt(value);
-            bytes = compress_prepend_size_with_dict(value, &self.dictionary);
-        }
-        Packed {
+        let bytes = compress_prepend_size_with_dict(value, &self.dictionary);
+        let mut packed = Packed {
             dictionary: Arc::clone(&self.dictionary),
             // The vector was sized for the worst case; this trims it.
             bytes: bytes.into_boxed_slice(),
+        };
+        match &mut self.trial {
+            Some(trial) => {
+                let other = compress_prepend_size_with_dict(value, &trial.candidate);
+                trial.current_bytes += packed.bytes.len();
+                trial.candidate_bytes += other.len();
+                trial.values += 1;
+                if other.len() < packed.bytes.len() {
+                    packed = Packed {
+                        dictionary: Arc::clone(&trial.candidate),
+                        bytes: other.into_boxed_slice(),
+                    };
+                }
+                if trial.values == TRIAL_VALUES {
+                    if trial.candidate_bytes < trial.current_bytes {
+                        self.dictionary = Arc::clone(&trial.candidate);
+                    }
+                    self.trial = None;
+                }
+            }
+            None => {
+                self.since_trial += 1;
+                let poor = packed.bytes.len() * POOR_RATIO > value.len();
+                if self.since_trial >= VALUES_BETWEEN_TRIALS
+                    || (poor && self.since_trial >= VALUES_BEFORE_EARLY_TRIAL)
+                {
+                    self.since_trial = 0;
+                    self.trial = Some(Trial {
+                        candidate: dictionary_of(value),
+                        current_bytes: 0,
+                        candidate_bytes: 0,
+                        values: 0,
+                    });
+                }
+            }
         }
-    }
-
-    /// Makes `value` the newest part of the dictionary, keeping the newest
-    /// bytes of the old one before it while they fit.
-    fn adopt(&mut self, value: &[u8]) {
-        let value = &value[value.len().saturating_sub(MAX_DICTIONARY)..];
-        let kept = (MAX_DICTIONARY - value.len()).min(self.dictionary.len());
-        let mut dictionary = Vec::with_capacity(kept + value.len());
-        dictionary.extend_from_slice(&self.dictionary[self.dictionary.len() - kept..]);
-        dictionary.extend_from_slice(value);
-        self.dictionary = Arc::from(dictionary);
-        self.since_change = 0;
+        packed
     }
 }
 
@@ -144,9 +178,11 @@ mod tests {
     #[test]
     fn similar_values_pack_small() {
         let mut packer = Packer::default();
-        let first = task(1, "RUNNING");
-        assert!(packer.pack(&first).packed_len() <= first.len() + 16);
-        let sibling = task(2, "PENDING");
+        // The first value starts a trial that the next ones settle.
+        for i in 0..=TRIAL_VALUES as u32 {
+            packer.pack(&task(i, "RUNNING"));
+        }
+        let sibling = task(1_000, "PENDING");
         let packed = packer.pack(&sibling);
         assert!(
             packed.packed_len() * 3 < sibling.len(),
@@ -157,10 +193,29 @@ mod tests {
     }
 
     #[test]
+    fn the_dictionary_follows_the_values() {
+        let mut packer = Packer::default();
+        let other = |i: u32| {
+            format!("{{\"other\":{i},\"padding\":\"{}\"}}", "y".repeat(1_500)).into_bytes()
+        };
+        for i in 0..100 {
+            packer.pack(&other(i));
+        }
+        // Tasks now: the first packs poorly against the old dictionary and
+        // starts a trial soon; within a trial's values they pack small.
+        for i in 0..(VALUES_BEFORE_EARLY_TRIAL + TRIAL_VALUES) as u32 + 1 {
+            packer.pack(&task(i, "RUNNING"));
+        }
+        let value = task(5_000, "RUNNING");
+        let best = compress_prepend_size_with_dict(&value, &task(4_999, "RUNNING")).len();
+        assert!(packer.pack(&value).packed_len() <= best + 8);
+    }
+
+    #[test]
     fn the_dictionary_stays_bounded() {
         let mut packer = Packer::default();
         for i in 0..2_000u32 {
-            let value: Vec<u8> = (0..3_000u32)
+            let value: Vec<u8> = (0..10_000u32)
                 .map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i) >> 24) as u8)
                 .collect();
             packer.pack(&value);

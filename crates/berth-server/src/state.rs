@@ -180,7 +180,7 @@ impl Stored for TaskRecord {
     const KIND: &'static str = "task";
     fn read(record: &Record) -> Option<Cow<'_, Self>> {
         match record {
-            Record::Task(task) => task.unpack().map(Cow::Owned),
+            Record::Task(task) => task.unpack::<TaskRecord>().map(Cow::Owned),
             _ => None,
         }
     }
@@ -215,33 +215,96 @@ pub struct TaskHeader {
     pub released: bool,
 }
 
+/// The fields of a stored [`TaskRecord`] its header is made of, read
+/// without decoding the rest: the cache makes a header for every task
+/// write. Field names are the record's own (a test holds them together).
+#[derive(Deserialize)]
+struct StoredHeader<'a> {
+    #[serde(borrow)]
+    task: StoredTaskFields<'a>,
+    #[serde(borrow)]
+    spec: StoredSpecFields<'a>,
+    #[serde(borrow, default)]
+    instance_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    released: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredTaskFields<'a> {
+    #[serde(borrow, default)]
+    group: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    started_by: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    last_status: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    desired_status: Option<Cow<'a, str>>,
+    #[serde(default)]
+    launch_type: Option<LaunchType>,
+    #[serde(borrow, default)]
+    capacity_provider_name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    container_instance_arn: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    stopped_at: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct StoredSpecFields<'a> {
+    #[serde(borrow)]
+    task_arn: Cow<'a, str>,
+    #[serde(borrow)]
+    family: Cow<'a, str>,
+    desired_status: DesiredStatus,
+    desired_version: i64,
+    #[serde(borrow, default)]
+    network_interface: Option<StoredInterfaceFields<'a>>,
+}
+
+#[derive(Deserialize)]
+struct StoredInterfaceFields<'a> {
+    #[serde(borrow)]
+    ipv4_address: Cow<'a, str>,
+}
+
+/// What the cache reads of a stored task to hold it: only the spec.
+#[derive(Deserialize)]
+struct StoredSpec {
+    spec: TaskSpec,
+}
+
 impl TaskHeader {
-    fn of(key: &str, record: &TaskRecord, strings: &mut Interner) -> Self {
-        let task = &record.task;
-        let family = strings.intern(&record.spec.family);
-        let mut shared = |s: &Option<String>| s.as_deref().map(|s| strings.intern(s));
-        Self {
-            arn_unlike_key: (task_arn_of(key).as_deref() != Some(record.spec.task_arn.as_str()))
-                .then(|| record.spec.task_arn.as_str().into()),
-            family,
-            group: shared(&task.group),
-            started_by: shared(&task.started_by),
-            last_status: shared(&task.last_status),
-            desired_status: shared(&task.desired_status),
+    /// The header of the task stored at `key` as `value`.
+    fn parse(key: &str, value: &[u8], strings: &mut Interner) -> serde_json::Result<Self> {
+        let StoredHeader {
+            task,
+            spec,
+            instance_id,
+            released,
+        } = serde_json::from_slice(value)?;
+        let mut shared = |s: Option<Cow<'_, str>>| s.map(|s| strings.intern(&s));
+        Ok(Self {
+            arn_unlike_key: (task_arn_of(key).as_deref() != Some(&*spec.task_arn))
+                .then(|| spec.task_arn.into()),
+            family: shared(Some(spec.family)).unwrap_or_default(),
+            group: shared(task.group),
+            started_by: shared(task.started_by),
+            last_status: shared(task.last_status),
+            desired_status: shared(task.desired_status),
             launch_type: task.launch_type,
-            capacity_provider: shared(&task.capacity_provider_name),
-            instance_id: shared(&record.instance_id),
+            capacity_provider: shared(task.capacity_provider_name),
+            instance_id: shared(instance_id),
             on_container_instance: task.container_instance_arn.is_some(),
-            address: record
-                .spec
+            address: spec
                 .network_interface
-                .as_ref()
                 .and_then(|eni| eni.ipv4_address.parse().ok()),
             stopped_at: task.stopped_at,
-            agent_desired_status: record.spec.desired_status,
-            desired_version: record.spec.desired_version,
-            released: record.released,
-        }
+            agent_desired_status: spec.desired_status,
+            desired_version: spec.desired_version,
+            released,
+        })
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -281,14 +344,15 @@ pub struct CachedTask {
 }
 
 impl CachedTask {
-    fn unpack(&self) -> Option<TaskRecord> {
+    /// Decodes the record, or as much of it as `T` reads.
+    fn unpack<T: DeserializeOwned>(&self) -> Option<T> {
         let decoded = self
             .record
             .unpack()
             .map_err(|e| e.to_string())
             .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
         match decoded {
-            Ok(record) => Some(record),
+            Ok(value) => Some(value),
             Err(err) => {
                 tracing::error!(%err, "cannot read a cached task");
                 None
@@ -340,14 +404,14 @@ fn task_header(record: &Record) -> Option<&TaskHeader> {
 }
 
 impl Snapshot {
-    /// Decodes a stored value into a record; a task is checked whole, then
-    /// kept packed behind its header.
+    /// Decodes a stored value into a record; of a task, only its header is
+    /// read, and the value kept packed.
     fn decode(&mut self, key: &str, value: &[u8]) -> Option<Record> {
         let kind = kind_of(key)?;
         let decoded = if kind == TaskRecord::KIND {
-            serde_json::from_slice::<TaskRecord>(value).map(|task| {
+            TaskHeader::parse(key, value, &mut self.strings).map(|header| {
                 Record::Task(Box::new(CachedTask {
-                    header: TaskHeader::of(key, &task, &mut self.strings),
+                    header,
                     record: self.tasks.pack(value),
                 }))
             })
@@ -585,6 +649,15 @@ impl Cache {
     pub fn peek<T: Stored, R>(&self, key: &str, f: impl FnOnce(&T) -> R) -> Option<R> {
         let entry = self.entry(key)?;
         Some(f(&*T::read(&entry.record)?))
+    }
+
+    /// What the agent of the task at `key` runs (decoding only that).
+    pub fn task_spec(&self, key: &str) -> Option<TaskSpec> {
+        let entry = self.entry(key)?;
+        match entry.record.as_ref() {
+            Record::Task(task) => task.unpack::<StoredSpec>().map(|stored| stored.spec),
+            _ => None,
+        }
     }
 
     /// Reads the header of the task at `key`, with the key shared as
@@ -913,6 +986,83 @@ mod tests {
             task_header(&entry.record).unwrap().task_arn(&key("other")),
             "arn:task/other"
         );
+    }
+
+    /// The header as the record's own fields give it, to hold the field
+    /// names `TaskHeader::parse` reads to the record's.
+    fn expected_header(record: &TaskRecord) -> Vec<String> {
+        let task = &record.task;
+        vec![
+            record.spec.family.clone(),
+            format!("{:?}", task.group),
+            format!("{:?}", task.started_by),
+            format!("{:?}", task.last_status),
+            format!("{:?}", task.desired_status),
+            format!("{:?}", task.launch_type),
+            format!("{:?}", task.capacity_provider_name),
+            format!("{:?}", record.instance_id),
+            format!("{}", task.container_instance_arn.is_some()),
+            format!(
+                "{:?}",
+                record
+                    .spec
+                    .network_interface
+                    .as_ref()
+                    .map(|eni| eni.ipv4_address.clone())
+            ),
+            format!("{:?}", task.stopped_at),
+            format!("{:?}", record.spec.desired_status),
+            format!("{}", record.spec.desired_version),
+            format!("{}", record.released),
+        ]
+    }
+
+    fn parsed_header(header: &TaskHeader) -> Vec<String> {
+        let owned = |s: &Option<Arc<str>>| format!("{:?}", s.as_deref().map(str::to_owned));
+        vec![
+            header.family.to_string(),
+            owned(&header.group),
+            owned(&header.started_by),
+            owned(&header.last_status),
+            owned(&header.desired_status),
+            format!("{:?}", header.launch_type),
+            owned(&header.capacity_provider),
+            owned(&header.instance_id),
+            format!("{}", header.on_container_instance),
+            format!("{:?}", header.address.map(|a| a.to_string())),
+            format!("{:?}", header.stopped_at),
+            format!("{:?}", header.agent_desired_status),
+            format!("{}", header.desired_version),
+            format!("{}", header.released),
+        ]
+    }
+
+    #[test]
+    fn headers_read_the_fields_of_the_record() {
+        let mut fargate = task("f", "pool-1", "STOPPED");
+        fargate.task.container_instance_arn = None;
+        fargate.task.launch_type = Some(LaunchType::Fargate);
+        fargate.task.capacity_provider_name = Some("FARGATE_SPOT".into());
+        fargate.task.started_by = Some("ecs-svc/123".into());
+        fargate.task.stopped_at = Some(Timestamp::from_millis(1_700_000_000_123));
+        fargate.task.desired_status = Some("STOPPED".into());
+        fargate.spec.desired_status = DesiredStatus::Stopped;
+        fargate.spec.network_interface = Some(berth_types::agent::TaskNetworkInterface {
+            attachment_arn: "arn:attachment/1".into(),
+            ipv4_address: "100.64.0.7".into(),
+            mac_address: "0a:58:64:40:00:07".into(),
+            subnet_cidr: "100.64.0.0/22".into(),
+        });
+        fargate.released = true;
+        let mut bare = task("b", "i-1", "PENDING");
+        bare.instance_id = None;
+        bare.task.group = None;
+        for record in [task("a", "i-1", "RUNNING"), fargate, bare] {
+            let mut strings = Interner::default();
+            let value = serde_json::to_vec(&record).unwrap();
+            let header = TaskHeader::parse(&key("x"), &value, &mut strings).unwrap();
+            assert_eq!(parsed_header(&header), expected_header(&record));
+        }
     }
 
     #[test]
