@@ -707,6 +707,21 @@ async fn eventually(what: &str, gone: impl Fn() -> bool) {
     }
 }
 
+/// Waits until the namespace that held `address` is gone with its veth.
+async fn assert_namespace_gone(address: &str, namespace: &std::path::Path) {
+    eventually("the task's veth left the bridge", || {
+        !host_end(address).exists()
+    })
+    .await;
+    assert!(!namespace_lives(namespace), "the namespace is gone");
+}
+
+/// The engine of agent `owner` was shut down: no idle namespace is left.
+async fn assert_no_warm_namespaces(runtime: &DockerRuntime, owner: &str) {
+    let left = runtime.list_warm_namespaces(owner).await.unwrap();
+    assert!(left.is_empty(), "idle namespaces left: {left:?}");
+}
+
 /// Checks, from inside and from the host, that container `app` of a task
 /// lives in a namespace holding `eni`'s address on `network`: eth0 with
 /// the address and MAC, a default route via the gateway, the host end on
@@ -911,11 +926,7 @@ async fn awsvpc_task_gets_its_own_address_and_leaves_nothing() {
         !std::path::Path::new("/sys/fs/cgroup/memory/berth/awsvpc").exists(),
         "the task cgroup is gone"
     );
-    eventually("the task's veth left the bridge", || {
-        !host_end(&eni.ipv4_address).exists()
-    })
-    .await;
-    assert!(!namespace_lives(&namespace), "the namespace is gone");
+    assert_namespace_gone(&eni.ipv4_address, &namespace).await;
     assert!(http_get(&eni.ipv4_address, 8000).is_empty());
 
     case.clean().await;
@@ -1062,21 +1073,11 @@ async fn a_task_claims_a_warm_namespace_and_the_pool_refills() {
     );
     let idle = warm_namespaces(&case.runtime, cluster, 2).await;
     assert!(!idle.contains(&pause), "the claimed namespace is gone");
-    eventually("the task's veth left the bridge", || {
-        !host_end(&eni.ipv4_address).exists()
-    })
-    .await;
-    assert!(!namespace_lives(&namespace));
+    assert_namespace_gone(&eni.ipv4_address, &namespace).await;
 
     // A graceful shutdown leaves no idle namespace behind.
     case.engine.shutdown().await;
-    assert!(
-        case.runtime
-            .list_warm_namespaces(cluster)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_warm_namespaces(&case.runtime, cluster).await;
     case.clean().await;
     case_network_removed(&network).await;
 }
@@ -1151,19 +1152,9 @@ async fn a_restarted_engine_adopts_a_claimed_warm_namespace() {
     assert_eq!(sink.attachments(), ["DETACHING", "DETACHED"]);
     let left = warm_namespaces(&case.runtime, cluster, 1).await;
     assert!(!left.contains(&pause));
-    eventually("the task's veth left the bridge", || {
-        !host_end(&eni.ipv4_address).exists()
-    })
-    .await;
-    assert!(!namespace_lives(&namespace));
+    assert_namespace_gone(&eni.ipv4_address, &namespace).await;
     engine.shutdown().await;
-    assert!(
-        case.runtime
-            .list_warm_namespaces(cluster)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_warm_namespaces(&case.runtime, cluster).await;
     case.clean().await;
     case_network_removed(&network).await;
 }
