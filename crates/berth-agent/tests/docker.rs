@@ -707,6 +707,17 @@ async fn eventually(what: &str, gone: impl Fn() -> bool) {
     }
 }
 
+/// Asks `engine` to stop `spec` and waits until its interface is DETACHED.
+async fn stop_until_detached(engine: &Engine, sink: &Recorder, spec: &TaskSpec) {
+    engine.apply(vec![TaskSpec {
+        desired_status: DesiredStatus::Stopped,
+        desired_version: 2,
+        ..spec.clone()
+    }]);
+    sink.wait_attachment("DETACHED", Duration::from_secs(60))
+        .await;
+}
+
 /// Waits until the namespace that held `address` is gone with its veth.
 async fn assert_namespace_gone(address: &str, namespace: &std::path::Path) {
     eventually("the task's veth left the bridge", || {
@@ -898,14 +909,7 @@ async fn awsvpc_task_gets_its_own_address_and_leaves_nothing() {
     // The network stays while a task uses it.
     assert!(case.runtime.remove_task_network(&network).await.is_err());
 
-    case.engine.apply(vec![TaskSpec {
-        desired_status: DesiredStatus::Stopped,
-        desired_version: 2,
-        ..spec.clone()
-    }]);
-    case.sink
-        .wait_attachment("DETACHED", Duration::from_secs(60))
-        .await;
+    stop_until_detached(&case.engine, &case.sink, &spec).await;
     let statuses: Vec<String> = case
         .sink
         .task_reports()
@@ -1059,14 +1063,7 @@ async fn a_task_claims_a_warm_namespace_and_the_pool_refills() {
     let refilled = warm_namespaces(&case.runtime, cluster, 3).await;
     assert!(refilled.contains(&pause));
 
-    case.engine.apply(vec![TaskSpec {
-        desired_status: DesiredStatus::Stopped,
-        desired_version: 2,
-        ..spec.clone()
-    }]);
-    case.sink
-        .wait_attachment("DETACHED", Duration::from_secs(60))
-        .await;
+    stop_until_detached(&case.engine, &case.sink, &spec).await;
     assert_eq!(
         case.sink.attachments(),
         ["ATTACHED", "ATTACHED", "DETACHING", "DETACHED"]
@@ -1142,13 +1139,7 @@ async fn a_restarted_engine_adopts_a_claimed_warm_namespace() {
     assert!(answers(&eni.ipv4_address).await);
     let namespace = namespace_inode(&case.runtime, &pause).await;
 
-    engine.apply(vec![TaskSpec {
-        desired_status: DesiredStatus::Stopped,
-        desired_version: 2,
-        ..spec.clone()
-    }]);
-    sink.wait_attachment("DETACHED", Duration::from_secs(60))
-        .await;
+    stop_until_detached(&engine, &sink, &spec).await;
     assert_eq!(sink.attachments(), ["DETACHING", "DETACHED"]);
     let left = warm_namespaces(&case.runtime, cluster, 1).await;
     assert!(!left.contains(&pause));
@@ -1305,13 +1296,7 @@ async fn a_restarted_engine_adopts_the_pause_container_and_tears_it_down() {
     };
     assert_eq!(ids(&same), ids(&before), "adopted, nothing made anew");
 
-    engine.apply(vec![TaskSpec {
-        desired_status: DesiredStatus::Stopped,
-        desired_version: 2,
-        ..spec.clone()
-    }]);
-    sink.wait_attachment("DETACHED", Duration::from_secs(60))
-        .await;
+    stop_until_detached(&engine, &sink, &spec).await;
     assert_eq!(sink.attachments(), ["DETACHING", "DETACHED"]);
     let after = task_containers(&case.runtime, &spec.task_arn).await;
     assert!(named(&after, PAUSE_CONTAINER_NAME).is_none());

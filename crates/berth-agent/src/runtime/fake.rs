@@ -11,7 +11,7 @@
 //! joining one whose container is not running, removing a network in
 //! use), so leaks show up as failures here too.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,8 +22,8 @@ use super::network;
 use super::{
     BoxFuture, ContainerInfo, ContainerRuntime, ContainerStatus, CreateSpec, EventStream,
     ImageInfo, LABEL_OWNER, LABEL_TASK_ARN, LABEL_WARM_NAMESPACE, LogLine, LogStream,
-    NamespaceSpec, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion, TaskAddress,
-    TaskNetwork,
+    NamespaceSpec, PortBinding, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion,
+    TaskAddress, TaskNetwork,
 };
 
 /// What a fake container does once started.
@@ -134,6 +134,48 @@ struct State {
     attach_error: Option<String>,
     attach_delay: Duration,
     namespace_removal_error: Option<String>,
+}
+
+impl State {
+    /// Records a new container in the Created state; returns its id and the
+    /// record, for what only some creators set.
+    fn add_created(
+        &mut self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        image: &str,
+        port_bindings: Vec<PortBinding>,
+        behavior: FakeBehavior,
+    ) -> (String, &mut FakeContainer) {
+        self.next_id += 1;
+        self.creates += 1;
+        let id = format!("{:064x}", self.next_id);
+        let info = ContainerInfo {
+            id: id.clone(),
+            name: name.to_owned(),
+            labels: labels.clone(),
+            status: ContainerStatus::Created,
+            exit_code: None,
+            oom_killed: false,
+            health: None,
+            image_digest: Some(fake_digest(image)),
+            port_bindings,
+            started_at: None,
+            finished_at: None,
+            created_at: Some(Timestamp::now()),
+            networks: Vec::new(),
+        };
+        let container = self.containers.entry(id.clone()).or_insert(FakeContainer {
+            info,
+            behavior,
+            has_health_check: false,
+            generation: 0,
+            exited: None,
+            logs: Vec::new(),
+            joins: None,
+        });
+        (id, container)
+    }
 }
 
 /// The fake runtime. Cloning shares the same containers.
@@ -457,36 +499,15 @@ impl ContainerRuntime for FakeRuntime {
                     "No such container: {namespace}"
                 )));
             }
-            state.next_id += 1;
-            state.creates += 1;
-            let id = format!("{:064x}", state.next_id);
-            let info = ContainerInfo {
-                id: id.clone(),
-                name: spec.name.clone(),
-                labels: spec.labels.clone(),
-                status: ContainerStatus::Created,
-                exit_code: None,
-                oom_killed: false,
-                health: None,
-                image_digest: Some(fake_digest(&spec.image)),
-                port_bindings: spec.port_bindings.clone(),
-                started_at: None,
-                finished_at: None,
-                created_at: Some(Timestamp::now()),
-                networks: Vec::new(),
-            };
-            state.containers.insert(
-                id.clone(),
-                FakeContainer {
-                    info,
-                    behavior,
-                    has_health_check: spec.definition.health_check.is_some(),
-                    generation: 0,
-                    exited: None,
-                    logs: Vec::new(),
-                    joins: spec.network_namespace.clone(),
-                },
+            let (id, container) = state.add_created(
+                &spec.name,
+                &spec.labels,
+                &spec.image,
+                spec.port_bindings.clone(),
+                behavior,
             );
+            container.has_health_check = spec.definition.health_check.is_some();
+            container.joins = spec.network_namespace.clone();
             Ok(id)
         })
     }
@@ -699,35 +720,12 @@ impl ContainerRuntime for FakeRuntime {
             if let Some(message) = &state.namespace_error {
                 return Err(RuntimeError::Failed(message.clone()));
             }
-            state.next_id += 1;
-            state.creates += 1;
-            let id = format!("{:064x}", state.next_id);
-            let info = ContainerInfo {
-                id: id.clone(),
-                name: spec.name.clone(),
-                labels: spec.labels.clone(),
-                status: ContainerStatus::Created,
-                exit_code: None,
-                oom_killed: false,
-                health: None,
-                image_digest: Some(fake_digest(super::pause::PAUSE_IMAGE)),
-                port_bindings: Vec::new(),
-                started_at: None,
-                finished_at: None,
-                created_at: Some(Timestamp::now()),
-                networks: Vec::new(),
-            };
-            state.containers.insert(
-                id.clone(),
-                FakeContainer {
-                    info,
-                    behavior: FakeBehavior::long_running(),
-                    has_health_check: false,
-                    generation: 0,
-                    exited: None,
-                    logs: Vec::new(),
-                    joins: None,
-                },
+            let (id, _) = state.add_created(
+                &spec.name,
+                &spec.labels,
+                super::pause::PAUSE_IMAGE,
+                Vec::new(),
+                FakeBehavior::long_running(),
             );
             Ok(id)
         })
